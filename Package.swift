@@ -28,17 +28,24 @@ let package = Package(
             .product(name: "BigInt", package: "BigInt"),
         ]),
         .target(name: "Crynux", dependencies: ["Ethereum", "HTTP"]),
-        .target(name: "Worker", dependencies: ["Postgres", "Ethereum", "Crynux", "HTTP"],
-                resources: [.copy("Migrations")]),
+        // Jobs schema: migrations, submission, claiming with leases, job history. No network code.
+        .target(name: "JobQueue", dependencies: ["Postgres"], resources: [.copy("Migrations")]),
+        // The stage machine that moves claimed jobs through create, upload, poll and fetch.
+        .target(name: "Worker", dependencies: ["JobQueue", "Postgres", "Ethereum", "Crynux", "HTTP"]),
         .executableTarget(name: "crynux-worker", dependencies: [
-            "Worker", "Postgres", "Ethereum", "Crynux",
+            "Worker", "JobQueue", "Postgres", "Ethereum", "Crynux",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
+        // Helpers shared by the test targets: throwaway databases, the local network's description.
+        .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport"),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "HTTPTests", dependencies: ["HTTP"]),
         .testTarget(name: "EthereumTests", dependencies: ["Ethereum"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CrynuxTests", dependencies: ["Crynux", "Ethereum"]),
-        .testTarget(name: "WorkerTests", dependencies: ["Worker", "Postgres", "Ethereum", "Crynux"]),
+        .testTarget(name: "JobQueueTests", dependencies: ["JobQueue", "Postgres", "TestSupport", "crynux-worker"]),
+        .testTarget(name: "WorkerTests", dependencies: [
+            "Worker", "JobQueue", "Postgres", "Ethereum", "Crynux", "TestSupport", "crynux-worker",
+        ]),
     ]
 )

@@ -1,0 +1,145 @@
+import Foundation
+import Postgres
+
+/// What a backend (or `crynux-worker submit`) asks for.
+public struct JobSubmission: Sendable {
+    public var kind: String
+    public var taskArgs: String
+    public var priority: Int = 0
+    public var notBefore: Date?
+    public var idempotencyKey: String?
+    public var feeWei: String?
+    public var vramLimit: Int?
+    public var taskTypeOverride: Int?
+
+    public init(kind: String, taskArgs: String, priority: Int = 0, notBefore: Date? = nil, idempotencyKey: String? = nil,
+                feeWei: String? = nil, vramLimit: Int? = nil, taskTypeOverride: Int? = nil) {
+        self.kind = kind
+        self.taskArgs = taskArgs
+        self.priority = priority
+        self.notBefore = notBefore
+        self.idempotencyKey = idempotencyKey
+        self.feeWei = feeWei
+        self.vramLimit = vramLimit
+        self.taskTypeOverride = taskTypeOverride
+    }
+}
+
+public enum CancelOutcome: Sendable, Equatable {
+    case cancelled
+    /// A createTask is signed and may be mined: the nonce must be used, so the worker finishes
+    /// that step and then stops the job.
+    case requested
+    case alreadyFinished(JobStatus)
+}
+
+public enum RetryOutcome: Sendable, Equatable {
+    case requeued(from: JobStage)
+    case notFailed(JobStatus)
+}
+
+public struct JobStoreError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Submitting, cancelling, retrying and reporting: the operations around the pipeline.
+public enum JobStore {
+    public static let notifyChannel = "crynux_jobs"
+
+    @discardableResult
+    public static func submit(_ db: PostgresConnection, _ job: JobSubmission) throws -> Int64 {
+        let id = try db.query("SELECT crynux.submit_job($1, $2, $3, $4, $5, $6::numeric, $7) AS id",
+                              [job.kind, job.taskArgs, Int32(job.priority), job.notBefore, job.idempotencyKey,
+                               job.feeWei, job.vramLimit.map { Int32($0) }])[0].get("id", as: Int64.self)
+        if let override = job.taskTypeOverride {
+            try db.execute("UPDATE crynux.jobs SET task_type_override = $2 WHERE id = $1 AND tx_nonce IS NULL",
+                           [id, Int32(override)])
+        }
+        return id
+    }
+
+    public static func job(_ db: PostgresConnection, id: Int64) throws -> Job? {
+        try db.query("SELECT * FROM crynux.jobs WHERE id = $1", [id]).first.map { try Job(row: $0) }
+    }
+
+    public static func events(_ db: PostgresConnection, jobId: Int64) throws -> [JobEvent] {
+        try db.query("""
+            SELECT at, from_status, from_stage, to_status, to_stage, detail, worker
+            FROM crynux.job_events WHERE job_id = $1 ORDER BY at, id
+            """, [jobId]).map {
+            JobEvent(at: try $0.get("at"), fromStatus: try $0.optional("from_status"), fromStage: try $0.optional("from_stage"),
+                     toStatus: try $0.get("to_status"), toStage: try $0.get("to_stage"), detail: try $0.get("detail"),
+                     worker: try $0.optional("worker"))
+        }
+    }
+
+    /// Stops a job. A job whose createTask is signed but not yet mined is only marked: its
+    /// nonce must still be used, so the worker completes that step, then cancels.
+    public static func cancel(_ db: PostgresConnection, id: Int64, reason: String = "cancelled by operator") throws -> CancelOutcome {
+        try db.transaction { db in
+            guard let job = try db.query("SELECT status, stage, tx_nonce, tx_mined_at FROM crynux.jobs WHERE id = $1 FOR UPDATE", [id]).first else {
+                throw JobStoreError("no job \(id)")
+            }
+            let status = JobStatus(rawValue: try job.get("status")) ?? .pending
+            guard status == .pending else { return .alreadyFinished(status) }
+            let stage: String = try job.get("stage")
+            let signed = !(try job.isNull("tx_nonce"))
+            let mined = !(try job.isNull("tx_mined_at"))
+            let signedNotMined = stage == JobStage.create.rawValue && signed && !mined
+            if signedNotMined {
+                try db.execute("UPDATE crynux.jobs SET cancel_requested_at = coalesce(cancel_requested_at, now()), updated_at = now() WHERE id = $1", [id])
+                try appendEvent(db, jobId: id, from: (status.rawValue, stage), to: (status.rawValue, stage),
+                                detail: "cancel requested (\(reason)); waiting for the signed createTask to be mined")
+                return .requested
+            }
+            try db.execute("""
+                UPDATE crynux.jobs SET status = 'cancelled', run_at = NULL, finished_at = now(), updated_at = now(),
+                    locked_by = NULL, locked_until = NULL, lease_token = lease_token + 1, last_error = $2
+                WHERE id = $1
+                """, [id, reason])
+            try appendEvent(db, jobId: id, from: (status.rawValue, stage), to: ("cancelled", stage), detail: reason)
+            return .cancelled
+        }
+    }
+
+    /// Puts a failed job back in the queue at the stage its failure allows: the failed stage
+    /// while its on-chain task can still deliver, or `create` (a new paid task) only when the
+    /// old one is certainly dead.
+    public static func retry(_ db: PostgresConnection, id: Int64) throws -> RetryOutcome {
+        try db.transaction { db in
+            guard let row = try db.query("SELECT status, stage, retry_stage FROM crynux.jobs WHERE id = $1 FOR UPDATE", [id]).first else {
+                throw JobStoreError("no job \(id)")
+            }
+            let status = JobStatus(rawValue: try row.get("status")) ?? .pending
+            guard status == .failed else { return .notFailed(status) }
+            let stage: String = try row.get("stage")
+            let from = JobStage(rawValue: try row.optional("retry_stage") ?? stage) ?? .create
+            // A new on-chain task starts from scratch; a live one keeps its on-chain facts.
+            let resetChain = from == .create ? """
+                , tx_nonce = NULL, tx_hash = NULL, tx_block_number = NULL, task_id = NULL, task_deadline = NULL,
+                  wallet_address = NULL, chain_id = NULL, result_node = NULL, abort_reason = NULL, fee_wei = NULL,
+                  tx_signed_at = NULL, tx_mined_at = NULL, args_uploaded_at = NULL, task_finished_at = NULL
+                """ : ""
+            try db.execute("""
+                UPDATE crynux.jobs SET status = 'pending', stage = $2, run_at = now(), stage_attempts = 0,
+                    stage_entered_at = now(), finished_at = NULL, last_error = NULL, retry_stage = NULL,
+                    cancel_requested_at = NULL, locked_by = NULL, locked_until = NULL, lease_token = lease_token + 1,
+                    updated_at = now() \(resetChain)
+                WHERE id = $1
+                """, [id, from.rawValue])
+            try appendEvent(db, jobId: id, from: (status.rawValue, stage), to: ("pending", from.rawValue),
+                            detail: from == .create ? "retry: new on-chain task (the previous one is dead)" : "retry from \(from.rawValue)")
+            try db.notify(notifyChannel)
+            return .requeued(from: from)
+        }
+    }
+
+    static func appendEvent(_ db: PostgresConnection, jobId: Int64, from: (String, String)?, to: (String, String),
+                            detail: String, worker: String? = nil) throws {
+        try db.execute("""
+            INSERT INTO crynux.job_events (job_id, from_status, from_stage, to_status, to_stage, detail, worker)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            """, [jobId, from?.0, from?.1, to.0, to.1, detail, worker])
+    }
+}

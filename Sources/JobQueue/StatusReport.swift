@@ -1,0 +1,35 @@
+import Foundation
+import Postgres
+
+/// What `crynux-worker status` shows: the queue at a glance.
+public struct StatusReport: Sendable {
+    public struct Count: Sendable { public let status: String; public let stage: String; public let jobs: Int64 }
+    public struct WorkerLoad: Sendable { public let worker: String; public let jobs: Int64 }
+    public struct Wallet: Sendable { public let address: String; public let chainId: Int64; public let nextNonce: Int64 }
+
+    public let counts: [Count]
+    public let oldestDueJobId: Int64?
+    public let oldestDueSince: Date?
+    public let inFlight: [WorkerLoad]
+    public let wallets: [Wallet]
+
+    public static func load(_ db: PostgresConnection) throws -> StatusReport {
+        let counts = try db.query("""
+            SELECT status, stage, count(*) AS jobs FROM crynux.jobs GROUP BY status, stage ORDER BY status, stage
+            """).map { Count(status: try $0.get("status"), stage: try $0.get("stage"), jobs: try $0.get("jobs")) }
+        let oldest = try db.query("""
+            SELECT id, run_at FROM crynux.jobs
+            WHERE status = 'pending' AND run_at <= now() AND (locked_until IS NULL OR locked_until < now())
+            ORDER BY run_at LIMIT 1
+            """).first
+        let inFlight = try db.query("""
+            SELECT locked_by, count(*) AS jobs FROM crynux.jobs
+            WHERE locked_by IS NOT NULL AND locked_until > now() GROUP BY locked_by ORDER BY locked_by
+            """).map { WorkerLoad(worker: try $0.get("locked_by"), jobs: try $0.get("jobs")) }
+        let wallets = try db.query("SELECT address, chain_id, next_nonce FROM crynux.wallets ORDER BY address").map {
+            Wallet(address: try $0.get("address"), chainId: try $0.get("chain_id"), nextNonce: try $0.get("next_nonce"))
+        }
+        return StatusReport(counts: counts, oldestDueJobId: try oldest?.get("id"), oldestDueSince: try oldest?.get("run_at"),
+                            inFlight: inFlight, wallets: wallets)
+    }
+}

@@ -1,0 +1,235 @@
+import CLibPQ
+import Foundation
+
+/// A notification received through LISTEN.
+public struct PostgresNotification: Sendable, Equatable {
+    public let channel: String
+    public let payload: String
+    public let backendPID: Int32
+}
+
+/// One connection to PostgreSQL. Not thread-safe: give each thread its own.
+///
+/// Every statement is sent with `PQexecParams`, so values are never interpolated into SQL.
+/// When the connection breaks, the call that noticed throws a `.connection` error and the
+/// next call reconnects (and re-issues the LISTENs this connection had).
+public final class PostgresConnection {
+    private var conn: OpaquePointer?
+    private let conninfo: String
+    private var listening: [String] = []
+    private var inTransaction = false
+
+    /// Connects using `url` if given, else `DATABASE_URL` if set, else libpq's standard
+    /// environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`, ...).
+    public init(url: String? = nil) throws {
+        let env = ProcessInfo.processInfo.environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
+        conninfo = url ?? env ?? ""
+        try connect()
+    }
+
+    deinit { if let conn { PQfinish(conn) } }
+
+    public var isConnected: Bool { conn.map { PQstatus($0) == CONNECTION_OK } ?? false }
+
+    /// The server process id serving this connection (useful to `pg_terminate_backend`).
+    public var backendPID: Int32 { conn.map { PQbackendPID($0) } ?? 0 }
+
+    private func connect() throws {
+        if let conn { PQfinish(conn) }
+        conn = PQconnectdb(conninfo)
+        guard let conn, PQstatus(conn) == CONNECTION_OK else {
+            let message = conn.map { Self.errorMessage($0) } ?? "out of memory"
+            if let conn { PQfinish(conn) }
+            self.conn = nil
+            throw PostgresError(.connection, "cannot connect to PostgreSQL: \(message)")
+        }
+        // Our own notices (e.g. "schema already exists, skipping") are not errors; keep them off stderr.
+        PQsetNoticeProcessor(conn, { _, _ in }, nil)
+    }
+
+    private func ensureConnected() throws -> OpaquePointer {
+        if let conn, PQstatus(conn) == CONNECTION_OK { return conn }
+        inTransaction = false
+        try connect()
+        let channels = listening
+        listening = []
+        for channel in channels { try listen(channel) }
+        return conn!
+    }
+
+    // MARK: Queries
+
+    /// Runs one statement and returns its rows (empty for statements without a result).
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) throws -> [PostgresRow] {
+        let result = try run(sql, parameters)
+        defer { PQclear(result) }
+        return Self.rows(of: result)
+    }
+
+    /// Runs one statement and returns the number of rows it affected.
+    @discardableResult
+    public func execute(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) throws -> Int {
+        let result = try run(sql, parameters)
+        defer { PQclear(result) }
+        return Int(String(cString: PQcmdTuples(result))) ?? 0
+    }
+
+    /// Runs a script of several statements without parameters (migrations). Uses the simple
+    /// query protocol, which is the only one that accepts several statements in one string.
+    public func executeScript(_ sql: String) throws {
+        let conn = try ensureConnected()
+        guard let result = PQexec(conn, sql) else { throw lostOrFailed(conn) }
+        defer { PQclear(result) }
+        try check(result, conn)
+    }
+
+    private func run(_ sql: String, _ parameters: [(any PostgresEncodable)?]) throws -> OpaquePointer {
+        let conn = try ensureConnected()
+        let params = parameters.map { $0?.postgresParameter ?? .null }
+        let count = Int32(params.count)
+        let types = params.map { Oid($0.oid) }
+        let lengths = params.map { Int32($0.bytes?.count ?? 0) }
+        let formats = params.map { Int32($0.isBinary ? 1 : 0) }
+        // Text values must be NUL-terminated for libpq; binary values are length-delimited.
+        let buffers: [UnsafeMutablePointer<CChar>?] = params.map { param in
+            guard let bytes = param.bytes else { return nil }
+            let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count + 1)
+            bytes.withUnsafeBufferPointer { source in
+                source.withMemoryRebound(to: CChar.self) { buffer.update(from: $0.baseAddress!, count: bytes.count) }
+            }
+            buffer[bytes.count] = 0
+            return buffer
+        }
+        defer { buffers.forEach { $0?.deallocate() } }
+        let values = buffers.map { UnsafePointer($0) }
+        let result = PQexecParams(conn, sql, count, types, values, lengths, formats, 1)
+        guard let result else { throw lostOrFailed(conn) }
+        do {
+            try check(result, conn)
+        } catch {
+            PQclear(result)
+            throw error
+        }
+        return result
+    }
+
+    private func check(_ result: OpaquePointer, _ conn: OpaquePointer) throws {
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            return
+        default:
+            if PQstatus(conn) != CONNECTION_OK { throw lostOrFailed(conn) }
+            func field(_ code: Character) -> String? {
+                PQresultErrorField(result, Int32(code.asciiValue!)).map { String(cString: $0) }
+            }
+            throw PostgresError(.server,
+                                field("M") ?? Self.errorMessage(conn),
+                                sqlState: field("C"),
+                                detail: field("D"))
+        }
+    }
+
+    private func lostOrFailed(_ conn: OpaquePointer) -> PostgresError {
+        let message = Self.errorMessage(conn)
+        if PQstatus(conn) != CONNECTION_OK {
+            inTransaction = false
+            return PostgresError(.connection, "connection to PostgreSQL lost (it will be re-opened on the next call): \(message)")
+        }
+        return PostgresError(.server, message)
+    }
+
+    private static func errorMessage(_ conn: OpaquePointer) -> String {
+        String(cString: PQerrorMessage(conn)).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    private static func rows(of result: OpaquePointer) -> [PostgresRow] {
+        let rowCount = Int(PQntuples(result))
+        let columnCount = Int(PQnfields(result))
+        guard columnCount > 0 else { return [] }
+        let columns = PostgresColumns(
+            names: (0..<columnCount).map { String(cString: PQfname(result, Int32($0))) },
+            oids: (0..<columnCount).map { UInt32(PQftype(result, Int32($0))) })
+        var rows: [PostgresRow] = []
+        rows.reserveCapacity(rowCount)
+        for r in 0..<Int32(rowCount) {
+            var values: [[UInt8]?] = []
+            values.reserveCapacity(columnCount)
+            for c in 0..<Int32(columnCount) {
+                if PQgetisnull(result, r, c) == 1 {
+                    values.append(nil)
+                } else {
+                    let length = Int(PQgetlength(result, r, c))
+                    let pointer = UnsafeRawPointer(PQgetvalue(result, r, c)!)
+                    values.append(Array(UnsafeRawBufferPointer(start: pointer, count: length)))
+                }
+            }
+            rows.append(PostgresRow(columns: columns, values: values))
+        }
+        return rows
+    }
+
+    // MARK: Transactions
+
+    /// Runs `body` inside BEGIN/COMMIT; rolls back and rethrows when `body` throws.
+    @discardableResult
+    public func transaction<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
+        guard !inTransaction else { throw PostgresError(.usage, "nested transactions are not supported") }
+        try execute("BEGIN")
+        inTransaction = true
+        defer { inTransaction = false }
+        let value: T
+        do {
+            value = try body(self)
+        } catch {
+            if isConnected { _ = try? execute("ROLLBACK") }
+            throw error
+        }
+        try execute("COMMIT")
+        return value
+    }
+
+    // MARK: LISTEN / NOTIFY
+
+    public func listen(_ channel: String) throws {
+        try execute("LISTEN \(Self.quoteIdentifier(channel))")
+        if !listening.contains(channel) { listening.append(channel) }
+    }
+
+    public func unlisten(_ channel: String) throws {
+        try execute("UNLISTEN \(Self.quoteIdentifier(channel))")
+        listening.removeAll { $0 == channel }
+    }
+
+    public func notify(_ channel: String, payload: String = "") throws {
+        try execute("SELECT pg_notify($1, $2)", [channel, payload])
+    }
+
+    /// Waits up to `timeout` seconds for a notification on a channel this connection listens to.
+    /// Returns nil when none arrived in time.
+    public func waitForNotification(timeout: Double) throws -> PostgresNotification? {
+        let conn = try ensureConnected()
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            guard PQconsumeInput(conn) == 1 else { throw lostOrFailed(conn) }
+            if let raw = PQnotifies(conn) {
+                defer { PQfreemem(raw) }
+                return PostgresNotification(channel: String(cString: raw.pointee.relname),
+                                            payload: String(cString: raw.pointee.extra),
+                                            backendPID: raw.pointee.be_pid)
+            }
+            let remaining = deadline.timeIntervalSinceNow
+            if remaining <= 0 { return nil }
+            var descriptor = pollfd(fd: PQsocket(conn), events: Int16(POLLIN), revents: 0)
+            let ready = poll(&descriptor, 1, Int32(min(remaining, 3600) * 1000) + 1)
+            if ready < 0 && errno != EINTR {
+                throw PostgresError(.connection, "waiting for a notification failed: \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    /// Quotes an identifier (channel names cannot be bound as parameters).
+    public static func quoteIdentifier(_ name: String) -> String {
+        "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+}

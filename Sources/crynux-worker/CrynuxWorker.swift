@@ -1,0 +1,137 @@
+import ArgumentParser
+import Foundation
+import JobQueue
+import Postgres
+
+@main
+struct CrynuxWorker: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "crynux-worker",
+        abstract: "Turns rows of crynux.jobs into paid Crynux tasks and stores their results.",
+        subcommands: [Migrate.self, Run.self, Submit.self, Status.self, Show.self, Cancel.self, Retry.self])
+}
+
+/// Options every command that talks to PostgreSQL takes.
+struct DatabaseOptions: ParsableArguments {
+    @Option(name: .customLong("database-url"),
+            help: "postgres:// URL. Default: $DATABASE_URL, else libpq's PGHOST/PGPORT/PGUSER/PGDATABASE/PGPASSWORD.")
+    var url: String?
+
+    func connect() throws -> PostgresConnection { try PostgresConnection(url: url) }
+}
+
+struct Migrate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply the schema migrations that are missing (safe to run concurrently).")
+    @OptionGroup var database: DatabaseOptions
+
+    func run() throws {
+        let db = try database.connect()
+        let applied = try Migrator.migrate(db)
+        let versions = try Migrator.appliedVersions(db)
+        if applied.isEmpty {
+            print("schema is up to date (version \(versions.last.map(String.init) ?? "none"))")
+        } else {
+            print("applied migration(s) \(applied.map(String.init).joined(separator: ", ")); schema version \(versions.last ?? 0)")
+        }
+    }
+}
+
+struct Submit: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Submit a job; prints its id.")
+    @OptionGroup var database: DatabaseOptions
+    @Option(help: "Task kind: sd (Stable Diffusion) or gpt.") var kind: String
+    @Option(help: "File holding the task-arguments JSON; '-' or absent reads standard input.") var file: String?
+    @Option(help: "Higher runs first.") var priority: Int = 0
+    @Option(help: "Do not start before this time (ISO 8601, e.g. 2026-11-21T20:00:00Z).") var notBefore: String?
+    @Option(help: "A second submit with the same key returns the existing job.") var idempotencyKey: String?
+    @Option(help: "Fee for the whole task in wei (default: fee per image × results).") var feeWei: String?
+    @Option(help: "VRAM limit in GB (default: derived from the model).") var vramLimit: Int?
+
+    func validate() throws {
+        guard ["sd", "gpt"].contains(kind) else { throw ValidationError("--kind must be sd or gpt") }
+        if let feeWei, feeWei.isEmpty || !feeWei.allSatisfy({ $0.isASCII && $0.isNumber }) {
+            throw ValidationError("--fee-wei must be a whole number of wei")
+        }
+    }
+
+    func run() throws {
+        let data: Data
+        if let file, file != "-" {
+            data = try Data(contentsOf: URL(fileURLWithPath: file))
+        } else {
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        }
+        guard let args = String(data: data, encoding: .utf8) else { throw ValidationError("task arguments are not UTF-8") }
+        var notBeforeDate: Date?
+        if let notBefore {
+            guard let date = ISO8601DateFormatter().date(from: notBefore) else { throw ValidationError("--not-before is not ISO 8601") }
+            notBeforeDate = date
+        }
+        // Trailing newlines from files and shells are not part of the arguments.
+        let trimmed = args.trimmingCharacters(in: .whitespacesAndNewlines)
+        let id = try JobStore.submit(database.connect(), JobSubmission(
+            kind: kind, taskArgs: trimmed, priority: priority, notBefore: notBeforeDate,
+            idempotencyKey: idempotencyKey, feeWei: feeWei, vramLimit: vramLimit))
+        print(id)
+    }
+}
+
+struct Show: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print one job and its history.")
+    @OptionGroup var database: DatabaseOptions
+    @Argument(help: "Job id.") var id: Int64
+
+    func run() throws {
+        let db = try database.connect()
+        guard let job = try JobStore.job(db, id: id) else { throw ValidationError("no job \(id)") }
+        let facts: [(String, String?)] = [
+            ("job", "\(job.id) (\(job.kind))"), ("status", job.status.rawValue), ("stage", job.stage.rawValue),
+            ("next run", job.runAt.map(format)), ("attempts in stage", String(job.stageAttempts)),
+            ("wallet", job.walletAddress), ("nonce", job.txNonce.map(String.init)), ("tx hash", job.txHash),
+            ("block", job.txBlockNumber.map(String.init)), ("task id", job.taskId.map(String.init)),
+            ("fee (wei)", job.feeWei), ("cap", job.cap.map(String.init)), ("vram (GB)", job.vramLimit.map(String.init)),
+            ("abort reason", job.abortReason), ("error", job.lastError), ("retry from", job.retryStage?.rawValue),
+        ]
+        for (name, value) in facts {
+            if let value { print("\(name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(value)") }
+        }
+        print("history:")
+        for event in try JobStore.events(db, jobId: id) {
+            let from = event.fromStatus.map { "\($0)/\(event.fromStage ?? "")" } ?? "-"
+            print("  \(format(event.at))  \(from) -> \(event.toStatus)/\(event.toStage)  \(event.detail)\(event.worker.map { "  [\($0)]" } ?? "")")
+        }
+    }
+}
+
+struct Cancel: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop a job and free its lease.")
+    @OptionGroup var database: DatabaseOptions
+    @Argument(help: "Job id.") var id: Int64
+
+    func run() throws {
+        switch try JobStore.cancel(database.connect(), id: id) {
+        case .cancelled: print("job \(id) cancelled")
+        case .requested: print("job \(id): its createTask is signed and must be mined first; it will be cancelled right after")
+        case .alreadyFinished(let status): print("job \(id) is already \(status.rawValue)")
+        }
+    }
+}
+
+struct Retry: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Put a failed job back in the queue (never a second paid task while the first may succeed).")
+    @OptionGroup var database: DatabaseOptions
+    @Argument(help: "Job id.") var id: Int64
+
+    func run() throws {
+        switch try JobStore.retry(database.connect(), id: id) {
+        case .requeued(let stage): print("job \(id) queued again from stage \(stage.rawValue)")
+        case .notFailed(let status): throw ValidationError("job \(id) is \(status.rawValue), not failed")
+        }
+    }
+}
+
+func format(_ date: Date) -> String {
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    return formatter.string(from: date)
+}
