@@ -31,14 +31,17 @@ let package = Package(
         // Jobs schema: migrations, submission, claiming with leases, job history. No network code.
         .target(name: "JobQueue", dependencies: ["Postgres"], resources: [.copy("Migrations")]),
         // The stage machine that moves claimed jobs through create, upload, poll and fetch.
-        .target(name: "Worker", dependencies: ["JobQueue", "Postgres", "Ethereum", "Crynux", "HTTP"]),
+        .target(name: "Worker", dependencies: [
+            "JobQueue", "Postgres", "Ethereum", "Crynux", "HTTP", .product(name: "BigInt", package: "BigInt"),
+        ]),
         .executableTarget(name: "crynux-worker", dependencies: [
             "Worker", "JobQueue", "Postgres", "Ethereum", "Crynux",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "BigInt", package: "BigInt"),
         ]),
 
         // Helpers shared by the test targets: throwaway databases, the local network's description.
-        .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Postgres", "HTTP"], path: "Tests/TestSupport"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "HTTPTests", dependencies: ["HTTP"]),
         .testTarget(name: "EthereumTests", dependencies: ["Ethereum"], resources: [.copy("Fixtures")]),
@@ -46,6 +49,7 @@ let package = Package(
         .testTarget(name: "JobQueueTests", dependencies: ["JobQueue", "Postgres", "TestSupport", "crynux-worker"]),
         .testTarget(name: "WorkerTests", dependencies: [
             "Worker", "JobQueue", "Postgres", "Ethereum", "Crynux", "TestSupport", "crynux-worker",
+            .product(name: "BigInt", package: "BigInt"),
         ]),
     ]
 )

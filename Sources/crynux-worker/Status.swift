@@ -29,7 +29,3 @@ struct Status: ParsableCommand {
     }
 }
 
-struct Run: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the worker: claim due jobs and move them through their stages.")
-    func run() throws { throw ValidationError("not implemented yet") }
-}

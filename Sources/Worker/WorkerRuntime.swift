@@ -1,0 +1,164 @@
+import Dispatch
+import Foundation
+import JobQueue
+import Postgres
+
+/// One worker process: N threads claiming and running stages, a listener that wakes them on
+/// NOTIFY, and a graceful stop on SIGTERM/SIGINT.
+public final class WorkerRuntime: @unchecked Sendable {
+    public let config: WorkerConfig
+    private let log: Log
+    private let condition = NSCondition()
+    // Guarded by `condition`.
+    private var stopping = false
+    private var wakeups = 0
+    private var running = 0
+
+    public init(config: WorkerConfig, log: Log) {
+        self.config = config
+        self.log = log
+    }
+
+    /// Runs until stopped (signal, `stop()`, or idle with `exitWhenIdle`). Throws only for
+    /// start-up problems: unreachable database or node, wrong chain, missing schema.
+    public func run() throws {
+        let network = try Network.connect(config)
+        let db = try PostgresConnection(url: config.databaseURL)
+        guard try !Migrator.appliedVersions(db).isEmpty else {
+            throw WorkerError("the database has no crynux schema: run `crynux-worker migrate` first")
+        }
+        try network.reconcileWallet(db)
+        log.info("started: wallet \(network.address.checksummed), chain \(network.chainId), \(config.concurrency) threads")
+
+        let done = DispatchGroup()
+        for index in 0..<max(config.concurrency, 1) {
+            done.enter()
+            let thread = Thread { [self] in
+                runLoop(network: network, index: index)
+                done.leave()
+            }
+            thread.name = "stage-\(index)"
+            thread.start()
+        }
+
+        try db.listen(JobStore.notifyChannel)
+        var lastIdleCheck = Date.distantPast
+        while !isStopping {
+            do {
+                if try db.waitForNotification(timeout: 0.5) != nil { wakeAll() }
+                if config.exitWhenIdle, -lastIdleCheck.timeIntervalSinceNow >= 1 {
+                    lastIdleCheck = Date()
+                    let pending = try db.query("SELECT count(*) FROM crynux.jobs WHERE status = 'pending'")[0].get(0, as: Int64.self)
+                    if pending == 0 {
+                        log.info("no pending jobs left; stopping")
+                        stop()
+                    }
+                }
+            } catch {
+                log.error("listener: \(error)")
+                Thread.sleep(forTimeInterval: 1)
+            }
+        }
+
+        if done.wait(timeout: .now() + config.shutdownGrace) == .timedOut {
+            log.info("stages still running after \(Int(config.shutdownGrace)) s; releasing their leases")
+        }
+        let released = try JobLeases.releaseAll(db, worker: config.workerName)
+        log.info("stopped (\(released) lease(s) handed back)")
+    }
+
+    public func stop() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// First SIGTERM/SIGINT: stop claiming and finish or release what is in flight. A second
+    /// one exits at once; the leases then simply expire.
+    public func installSignalHandlers() -> [DispatchSourceSignal] {
+        [SIGTERM, SIGINT].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [self] in
+                if isStopping {
+                    log.info("second signal: exiting now")
+                    exit(130)
+                }
+                log.info("signal \(number): finishing stages in flight (up to \(Int(config.shutdownGrace)) s)")
+                stop()
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    private var isStopping: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return stopping
+    }
+
+    private func wakeAll() {
+        condition.lock()
+        wakeups += 1
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Sleeps until woken by a NOTIFY, a stop, or the idle interval.
+    private func idle() {
+        condition.lock()
+        let seen = wakeups
+        let deadline = Date().addingTimeInterval(config.idleInterval)
+        while !stopping && wakeups == seen && condition.wait(until: deadline) {}
+        condition.unlock()
+    }
+
+    private func runLoop(network: Network, index: Int) {
+        let stages = Stages(network: network, worker: config.workerName, log: log)
+        var connection: PostgresConnection?
+        while !isStopping {
+            do {
+                let db = try connection ?? PostgresConnection(url: config.databaseURL)
+                connection = db
+                let jobs = try JobLeases.claim(db, worker: config.workerName, limit: config.claimBatch, leaseSeconds: config.leaseSeconds)
+                if jobs.isEmpty {
+                    idle()
+                    continue
+                }
+                let polls = jobs.filter { $0.stage == .poll }
+                if !polls.isEmpty { execute(db, stages, polls) { try stages.poll(db, polls) } }
+                for job in jobs where job.stage != .poll {
+                    if isStopping { break }
+                    execute(db, stages, [job]) {
+                        switch job.stage {
+                        case .create: try stages.create(db, job)
+                        case .upload: try stages.upload(db, job)
+                        case .fetch: try stages.fetch(db, job)
+                        case .poll: try stages.poll(db, [job])
+                        }
+                    }
+                }
+            } catch {
+                log.error("thread \(index): \(error)")
+                Thread.sleep(forTimeInterval: 1)
+            }
+        }
+    }
+
+    private func execute(_ db: PostgresConnection, _ stages: Stages, _ jobs: [Job], _ body: () throws -> Void) {
+        do {
+            try body()
+        } catch is LeaseLost {
+            log.info("job(s) \(jobs.map { String($0.id) }.joined(separator: ",")): lease lost; another worker has taken over")
+        } catch let error as PostgresError {
+            // The lease expires and another try happens; nothing half-written survives a rollback.
+            log.error("database error on job(s) \(jobs.map { String($0.id) }.joined(separator: ",")): \(error)")
+        } catch {
+            for job in jobs {
+                do { try stages.transientFailure(db, job, error) } catch { log.error("job \(job.id): \(error)") }
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+import ArgumentParser
+import BigInt
+import Ethereum
+import Foundation
+import Worker
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the worker: claim due jobs and move them through create, upload, poll and fetch.",
+        discussion: """
+            Every option can also come from the environment variable in brackets. The private key
+            comes from CRYNUX_PRIVATE_KEY or the file named by --private-key-file
+            (CRYNUX_PRIVATE_KEY_FILE); it is never read from a job and never logged.
+            --devnet FILE reads the RPC URL, relay URL, chain id and contract addresses from the
+            description file that `scripts/devnet up` writes.
+            """)
+
+    @OptionGroup var database: DatabaseOptions
+
+    @Option(help: "Network description file written by scripts/devnet (fills the network options below).")
+    var devnet: String?
+    @Option(help: "JSON-RPC URL of the chain [CRYNUX_RPC_URL].") var rpcUrl: String?
+    @Option(help: "Relay base URL [CRYNUX_RELAY_URL].") var relayUrl: String?
+    @Option(help: "Expected chain id, checked against the node [CRYNUX_CHAIN_ID].") var chainId: UInt64?
+    @Option(help: "Task contract address [CRYNUX_TASK_CONTRACT].") var taskContract: String?
+    @Option(help: "TaskQueue contract address [CRYNUX_TASK_QUEUE_CONTRACT].") var taskQueueContract: String?
+    @Option(help: "File holding the wallet's private key (hex) [CRYNUX_PRIVATE_KEY_FILE].") var privateKeyFile: String?
+
+    @Option(help: "Stage executions at once in this process.") var concurrency = 4
+    @Option(help: "Jobs claimed per round trip.") var claimBatch = 8
+    @Option(help: "Lease length in seconds.") var leaseSeconds = 120.0
+    @Option(help: "First interval between getTask polls, seconds.") var pollInterval = 1.0
+    @Option(help: "Longest interval between getTask polls, seconds.") var pollIntervalMax = 30.0
+    @Option(help: "Fee per result (image) in wei [CRYNUX_FEE_PER_RESULT_WEI].") var feePerResultWei: String?
+    @Option(help: "Fixed createTask gas limit (default: estimate, refusing creates that would revert).") var gasLimit: UInt64?
+    @Option(help: "Fixed gas price in wei (default: the node's).") var gasPriceWei: String?
+    @Flag(help: "Send EIP-1559 (type 2) transactions instead of legacy EIP-155 ones.") var eip1559 = false
+    @Option(help: "Seconds before an unmined transaction is sent again.") var rebroadcastAfter = 10.0
+    @Option(help: "Seconds before an unmined createTask is replaced at a higher price.") var replaceAfter = 60.0
+    @Option(help: "Seconds the upload stage may take.") var uploadDeadline = 600.0
+    @Option(help: "Seconds the fetch stage may take.") var fetchDeadline = 1800.0
+    @Option(help: "Seconds after the task's on-chain deadline before we cancel it for the refund.") var cancelGrace = 30.0
+    @Option(help: "Seconds stages in flight may take after SIGTERM.") var shutdownGrace = 20.0
+    @Option(help: "Name in leases and history (default host:pid).") var workerName: String?
+    @Flag(help: "Exit when no job is pending.") var exitWhenIdle = false
+    @Flag(help: "Log only errors.") var quiet = false
+
+    func run() throws {
+        let env = ProcessInfo.processInfo.environment
+        var described: [String: Any] = [:]
+        if let devnet {
+            let data = try Data(contentsOf: URL(fileURLWithPath: devnet))
+            described = (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+        }
+        func setting(_ flag: String?, _ variable: String, _ key: String) -> String? {
+            flag ?? env[variable].flatMap { $0.isEmpty ? nil : $0 } ?? (described[key] as? String)
+        }
+        guard let rpc = setting(rpcUrl, "CRYNUX_RPC_URL", "rpc_url") else { throw ValidationError("no RPC URL: --rpc-url or CRYNUX_RPC_URL") }
+        guard let relay = setting(relayUrl, "CRYNUX_RELAY_URL", "relay_url") else { throw ValidationError("no relay URL: --relay-url or CRYNUX_RELAY_URL") }
+        guard let taskHex = setting(taskContract, "CRYNUX_TASK_CONTRACT", "task_contract"), let task = Address(hex: taskHex) else {
+            throw ValidationError("no valid Task contract address: --task-contract or CRYNUX_TASK_CONTRACT")
+        }
+        guard let queueHex = setting(taskQueueContract, "CRYNUX_TASK_QUEUE_CONTRACT", "task_queue_contract"), let queue = Address(hex: queueHex) else {
+            throw ValidationError("no valid TaskQueue contract address: --task-queue-contract or CRYNUX_TASK_QUEUE_CONTRACT")
+        }
+        let expectedChain = chainId ?? env["CRYNUX_CHAIN_ID"].flatMap(UInt64.init) ?? (described["chain_id"] as? NSNumber)?.uint64Value
+
+        let key: PrivateKey
+        if let path = privateKeyFile ?? env["CRYNUX_PRIVATE_KEY_FILE"] {
+            key = try PrivateKey(contentsOfFile: path)
+        } else if let hex = env["CRYNUX_PRIVATE_KEY"], !hex.isEmpty {
+            key = try PrivateKey(hex: hex)
+        } else {
+            throw ValidationError("no private key: set CRYNUX_PRIVATE_KEY or --private-key-file")
+        }
+
+        var config = WorkerConfig(databaseURL: database.url, rpcURL: rpc, relayURL: relay, expectedChainId: expectedChain,
+                                  taskContract: task, taskQueueContract: queue, key: key,
+                                  workerName: workerName ?? WorkerConfig.defaultWorkerName())
+        config.concurrency = concurrency
+        config.claimBatch = claimBatch
+        config.leaseSeconds = leaseSeconds
+        config.pollInterval = pollInterval
+        config.pollIntervalMax = pollIntervalMax
+        if let fee = feePerResultWei ?? env["CRYNUX_FEE_PER_RESULT_WEI"] {
+            guard let wei = BigUInt(fee) else { throw ValidationError("--fee-per-result-wei must be a whole number") }
+            config.feePerResultWei = wei
+        }
+        config.gasLimit = gasLimit
+        if let gasPriceWei {
+            guard let wei = BigUInt(gasPriceWei) else { throw ValidationError("--gas-price-wei must be a whole number") }
+            config.gasPriceWei = wei
+        }
+        config.useEIP1559 = eip1559
+        config.rebroadcastAfter = rebroadcastAfter
+        config.replaceAfter = replaceAfter
+        config.uploadDeadline = uploadDeadline
+        config.fetchDeadline = fetchDeadline
+        config.cancelGrace = cancelGrace
+        config.shutdownGrace = shutdownGrace
+        config.exitWhenIdle = exitWhenIdle
+
+        let runtime = WorkerRuntime(config: config, log: Log(name: config.workerName, quiet: quiet))
+        let signals = runtime.installSignalHandlers()
+        defer { signals.forEach { $0.cancel() } }
+        try runtime.run()
+    }
+}

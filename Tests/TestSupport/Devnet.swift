@@ -1,0 +1,142 @@
+import Foundation
+import HTTP
+
+/// The local Crynux network (scripts/devnet): its description file and admin API.
+public struct Devnet: Sendable {
+    public struct Account: Sendable { public let address: String; public let privateKey: String }
+
+    public let file: String
+    public let rpcURL: String
+    public let relayURL: String
+    public let adminURL: String
+    public let chainId: UInt64
+    public let taskContract: String
+    public let taskQueueContract: String
+    public let accounts: [Account]
+    /// Set when this test process started the network itself (and must stop it).
+    let ownStateDir: String?
+
+    static let http = HTTPClient(options: HTTPOptions(connectTimeout: 5, totalTimeout: 60))
+
+    public static var repositoryRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    /// The network scripts/test started (CRYNUX_DEVNET_FILE); fails loudly when there is none.
+    public static func shared() throws -> Devnet {
+        guard let file = ProcessInfo.processInfo.environment["CRYNUX_DEVNET_FILE"], !file.isEmpty else {
+            throw TestSetupError("CRYNUX_DEVNET_FILE is not set: run the tests with scripts/test, which starts the local network")
+        }
+        return try load(file: file, ownStateDir: nil)
+    }
+
+    /// Starts a network of its own (for tests that turn global fault knobs), with start-up flags.
+    public static func startPrivate(_ flags: [String] = []) throws -> Devnet {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("devnet-\(UInt32.random(in: 0...UInt32.max))").path
+        let script = repositoryRoot.appendingPathComponent("scripts/devnet").path
+        let (status, output) = try runProcess(script, ["up"] + flags, environment: ["DEVNET_DIR": dir])
+        guard status == 0 else { throw TestSetupError("scripts/devnet up failed (\(status)): \(output)") }
+        return try load(file: dir + "/devnet.json", ownStateDir: dir)
+    }
+
+    public func stop() {
+        guard let dir = ownStateDir else { return }
+        _ = try? Devnet.runProcess(Devnet.repositoryRoot.appendingPathComponent("scripts/devnet").path, ["down"], environment: ["DEVNET_DIR": dir])
+    }
+
+    static func load(file: String, ownStateDir: String?) throws -> Devnet {
+        guard let data = FileManager.default.contents(atPath: file),
+              let json = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw TestSetupError("cannot read the devnet description \(file)")
+        }
+        func string(_ key: String) throws -> String {
+            guard let value = json[key] as? String else { throw TestSetupError("devnet.json lacks \(key)") }
+            return value
+        }
+        let accounts = (json["accounts"] as? [[String: Any]] ?? []).compactMap { entry -> Account? in
+            guard let address = entry["address"] as? String, let key = entry["private_key"] as? String else { return nil }
+            return Account(address: address, privateKey: key)
+        }
+        return Devnet(file: file, rpcURL: try string("rpc_url"), relayURL: try string("relay_url"), adminURL: try string("admin_url"),
+                      chainId: (json["chain_id"] as? NSNumber)?.uint64Value ?? 0, taskContract: try string("task_contract"),
+                      taskQueueContract: try string("task_queue_contract"), accounts: accounts, ownStateDir: ownStateDir)
+    }
+
+    // MARK: Admin API
+
+    @discardableResult
+    public func admin(_ method: String, _ path: String, _ body: [String: Any]? = nil) throws -> Any {
+        let payload = try body.map { try JSONSerialization.data(withJSONObject: $0) }.map { Array($0) }
+        let response = try Devnet.http.request(method, adminURL + path, headers: ["Content-Type": "application/json"], body: payload)
+        guard response.status == 200 else {
+            throw TestSetupError("devnet admin \(method) \(path) answered \(response.status): \(String(decoding: response.body, as: UTF8.self))")
+        }
+        return try JSONSerialization.jsonObject(with: Data(response.body), options: [.fragmentsAllowed])
+    }
+
+    public func configure(_ knobs: [String: Any]) throws { try admin("POST", "/admin/config", knobs) }
+
+    public func fund(_ address: String, wei: String = "1000000000000000000000000") throws {
+        try admin("POST", "/admin/fund", ["address": address, "wei": wei])
+    }
+
+    /// sha256 (hex) of each file the simulated nodes uploaded for `taskId`, by index.
+    public func uploadedDigests(taskId: Int64) throws -> [Int: String] {
+        let json = try admin("GET", "/admin/results/\(taskId)") as? [String: Any]
+        var digests: [Int: String] = [:]
+        for file in json?["files"] as? [[String: Any]] ?? [] {
+            if let index = (file["index"] as? NSNumber)?.intValue, let digest = file["sha256"] as? String { digests[index] = digest.lowercased() }
+        }
+        return digests
+    }
+
+    // MARK: Processes
+
+    public static func runProcess(_ path: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// A `crynux-worker run` process with its output in a log file.
+public final class WorkerProcess: @unchecked Sendable {
+    public let process = Process()
+    public let logFile: URL
+
+    public init(arguments: [String], environment: [String: String]) throws {
+        logFile = FileManager.default.temporaryDirectory.appendingPathComponent("worker-\(UInt32.random(in: 0...UInt32.max)).log")
+        FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        process.executableURL = try Products.worker()
+        process.arguments = ["run"] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let handle = try FileHandle(forWritingTo: logFile)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+    }
+
+    public var output: String { (try? String(contentsOf: logFile, encoding: .utf8)) ?? "" }
+
+    /// Waits for the process to exit; kills it and returns nil if it has not within `timeout`.
+    public func wait(timeout: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return nil
+        }
+        return process.terminationStatus
+    }
+
+    public func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+}

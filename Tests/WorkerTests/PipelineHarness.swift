@@ -1,0 +1,72 @@
+import BigInt
+import Ethereum
+import Foundation
+import JobQueue
+import Postgres
+import TestSupport
+
+/// A fresh database, a fresh funded wallet, and a way to run worker processes against a devnet.
+/// A wallet of its own lets a test count exactly its own transactions and TaskPending events.
+struct PipelineHarness {
+    let database: TestDatabase
+    let devnet: Devnet
+    let key: PrivateKey
+    let rpc: EthereumClient
+
+    init(devnet: Devnet) throws {
+        self.devnet = devnet
+        database = try TestDatabase.create(prefix: "pipeline")
+        try Migrator.migrate(try database.connect())
+        key = PrivateKey.random()
+        try devnet.fund(key.address.checksummed)
+        rpc = EthereumClient(url: devnet.rpcURL)
+    }
+
+    func db() throws -> PostgresConnection { try database.connect() }
+
+    func startWorker(name: String, extra: [String] = []) throws -> WorkerProcess {
+        try WorkerProcess(
+            arguments: ["--database-url", database.url, "--devnet", devnet.file, "--worker-name", name,
+                        "--poll-interval", "0.3", "--poll-interval-max", "2", "--fee-per-result-wei", "1000"] + extra,
+            environment: ["CRYNUX_PRIVATE_KEY": key.hexForTests])
+    }
+
+    /// Runs `count` workers until no job is pending; returns their logs for failure messages.
+    @discardableResult
+    func runWorkersUntilIdle(count: Int = 1, timeout: Double = 300, extra: [String] = []) throws -> String {
+        let workers = try (0..<count).map { try startWorker(name: "w\($0)", extra: ["--exit-when-idle"] + extra) }
+        var logs = ""
+        for worker in workers {
+            let status = worker.wait(timeout: timeout)
+            logs += worker.output
+            if status != 0 { throw TestSetupError("worker exited with \(String(describing: status)):\n\(logs.suffix(4000))") }
+        }
+        return logs
+    }
+
+    func jobs() throws -> [Job] {
+        try db().query("SELECT * FROM crynux.jobs ORDER BY id").map { try Job(row: $0) }
+    }
+
+    /// TaskPending events whose indexed creator is this test's wallet.
+    func taskPendingCount() throws -> Int {
+        let creator = [UInt8](repeating: 0, count: 12) + key.address.bytes
+        let filter = LogFilter(fromBlock: .earliest, toBlock: .latest, address: Address(hex: devnet.taskContract),
+                               topics: [[ABI.eventTopic("TaskPending(uint256,uint256,address,bytes32,bytes32)")], [creator]])
+        return try rpc.getLogs(filter).count
+    }
+
+    func chainNonce() throws -> UInt64 { try rpc.getTransactionCount(key.address, block: .latest) }
+
+    static func sdArgs(images: Int, prompt: String = "a lighthouse at dusk") -> String {
+        #"{"version":"2.0.0","base_model":{"name":"crynux-ai/stable-diffusion-v1-5"},"prompt":"\#(prompt)","negative_prompt":"","task_config":{"num_images":\#(images),"steps":10,"seed":\#(images * 7),"cfg":5,"safety_checker":false}}"#
+    }
+
+    static func gptArgs(_ content: String) -> String {
+        #"{"model":"gpt2","messages":[{"role":"user","content":"\#(content)"}],"generation_config":{"max_new_tokens":30},"seed":42}"#
+    }
+}
+
+func sha256Hex(_ row: PostgresRow) throws -> String {
+    try row.get("sha256", as: [UInt8].self).map { String(format: "%02x", $0) }.joined()
+}
