@@ -27,7 +27,7 @@ let package = Package(
             "CSecp256k1", "HTTP",
             .product(name: "BigInt", package: "BigInt"),
         ]),
-        .target(name: "Crynux", dependencies: ["Ethereum", "HTTP"]),
+        .target(name: "Crynux", dependencies: ["Ethereum", "HTTP", .product(name: "BigInt", package: "BigInt")]),
         // Jobs schema: migrations, submission, claiming with leases, job history. No network code.
         .target(name: "JobQueue", dependencies: ["Postgres"], resources: [.copy("Migrations")]),
         // The stage machine that moves claimed jobs through create, upload, poll and fetch.
@@ -44,8 +44,10 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Postgres", "HTTP"], path: "Tests/TestSupport"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "HTTPTests", dependencies: ["HTTP"]),
-        .testTarget(name: "EthereumTests", dependencies: ["Ethereum"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "CrynuxTests", dependencies: ["Crynux", "Ethereum"]),
+        .testTarget(name: "EthereumTests", dependencies: [
+            "Ethereum", "HTTP", .product(name: "BigInt", package: "BigInt"),
+        ], resources: [.copy("Fixtures")]),
+        .testTarget(name: "CrynuxTests", dependencies: ["Crynux", "Ethereum", "HTTP", .product(name: "BigInt", package: "BigInt")]),
         .testTarget(name: "JobQueueTests", dependencies: ["JobQueue", "Postgres", "TestSupport", "crynux-worker"]),
         .testTarget(name: "WorkerTests", dependencies: [
             "Worker", "JobQueue", "Postgres", "Ethereum", "Crynux", "TestSupport", "crynux-worker",

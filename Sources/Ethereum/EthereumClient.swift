@@ -1,0 +1,194 @@
+import BigInt
+import Foundation
+import HTTP
+
+/// Blocking JSON-RPC client for an Ethereum node. Safe to share between threads.
+/// Every method throws `EthereumClientError` only.
+public final class EthereumClient: @unchecked Sendable {
+    public let url: String
+    private let http: HTTPClient
+    private let timeout: Double?
+    private let lock = NSLock()
+    private var nextId = 1  // guarded by lock
+
+    /// `timeout` overrides the HTTP client's total timeout for these requests.
+    public init(url: String, http: HTTPClient = HTTPClient(), timeout: Double? = nil) {
+        self.url = url
+        self.http = http
+        self.timeout = timeout
+    }
+
+    // MARK: - Raw calls
+
+    /// One call; returns `result` (possibly `.null`), throws `.rpc` for an error response.
+    public func call(_ method: String, _ params: [JSON]) throws -> JSON {
+        let id = reserveIds(1)
+        let response = try post(Self.requestJSON(id: id, method: method, params: params))
+        guard response.objectValue != nil else { throw RPCDecode.fail("expected a JSON-RPC object", response) }
+        switch try Self.outcome(response) {
+        case .success(let result):
+            guard response["id"]?.intValue == id else { throw RPCDecode.fail("response id does not match \(id)", response["id"]) }
+            return result
+        case .failure(let error):
+            throw EthereumClientError.rpc(error)
+        }
+    }
+
+    /// Several calls in one HTTP request. Results are in request order, whatever order the node answers in.
+    /// Per-call errors are `.failure`; transport and malformed responses throw.
+    public func batch(_ requests: [(method: String, params: [JSON])]) throws -> [Result<JSON, JSONRPCError>] {
+        guard !requests.isEmpty else { return [] }
+        let first = reserveIds(requests.count)
+        let body = JSON.array(requests.enumerated().map { i, r in
+            Self.requestJSON(id: first + i, method: r.method, params: r.params)
+        })
+        let response = try post(body)
+        guard let items = response.arrayValue else {
+            // A node without batch support answers with a single error object.
+            if case .failure(let error)? = try? Self.outcome(response) { throw EthereumClientError.rpc(error) }
+            throw RPCDecode.fail("expected a JSON array for a batch", response)
+        }
+        var byId = [Int: Result<JSON, JSONRPCError>]()
+        for item in items {
+            guard let id = item["id"]?.intValue, id >= first, id < first + requests.count else {
+                throw RPCDecode.fail("batch response with unknown id", item["id"])
+            }
+            guard byId[id] == nil else { throw RPCDecode.fail("duplicate batch response id", item["id"]) }
+            byId[id] = try Self.outcome(item)
+        }
+        return try (0..<requests.count).map { i in
+            guard let result = byId[first + i] else {
+                throw EthereumClientError.malformedResponse("no response for batch item \(i) (\(requests[i].method))")
+            }
+            return result
+        }
+    }
+
+    // MARK: - Typed calls
+
+    public func chainId() throws -> UInt64 {
+        try RPCDecode.uint64(call("eth_chainId", []), "chainId")
+    }
+
+    public func blockNumber() throws -> UInt64 {
+        try RPCDecode.uint64(call("eth_blockNumber", []), "blockNumber")
+    }
+
+    public func getBalance(_ address: Address, block: BlockTag = .latest) throws -> BigUInt {
+        try RPCDecode.quantity(call("eth_getBalance", [.string(address.bytes.hex), block.json]), "balance")
+    }
+
+    public func getTransactionCount(_ address: Address, block: BlockTag = .pending) throws -> UInt64 {
+        try RPCDecode.uint64(call("eth_getTransactionCount", [.string(address.bytes.hex), block.json]), "nonce")
+    }
+
+    public func gasPrice() throws -> BigUInt {
+        try RPCDecode.quantity(call("eth_gasPrice", []), "gasPrice")
+    }
+
+    public func maxPriorityFeePerGas() throws -> BigUInt {
+        try RPCDecode.quantity(call("eth_maxPriorityFeePerGas", []), "maxPriorityFeePerGas")
+    }
+
+    public func feeHistory(blockCount: Int, newest: BlockTag, rewardPercentiles: [Double]) throws -> FeeHistory {
+        let params: [JSON] = [.string(BigUInt(blockCount).quantityHex), newest.json,
+                              .array(rewardPercentiles.map { .number($0) })]
+        return try RPCDecode.feeHistory(call("eth_feeHistory", params))
+    }
+
+    public func estimateGas(_ call: CallRequest) throws -> UInt64 {
+        try RPCDecode.uint64(self.call("eth_estimateGas", [call.json]), "gas estimate")
+    }
+
+    /// Returns the transaction hash the node reports.
+    public func sendRawTransaction(_ raw: [UInt8]) throws -> [UInt8] {
+        try RPCDecode.hash(call("eth_sendRawTransaction", [.string(raw.hex)]), "transaction hash")
+    }
+
+    /// nil while the transaction is not mined (or unknown to the node).
+    public func getTransactionReceipt(_ hash: [UInt8]) throws -> TransactionReceipt? {
+        try Self.decodeReceipt(call("eth_getTransactionReceipt", [.string(hash.hex)]))
+    }
+
+    /// Return data of an `eth_call`. A revert is `.rpc` with `revertReason` set when the node sent the data.
+    public func call(_ call: CallRequest, block: BlockTag = .latest) throws -> [UInt8] {
+        try Self.decodeCallResult(self.call("eth_call", Self.callParams(call, block: block)))
+    }
+
+    public func getLogs(_ filter: LogFilter) throws -> [Log] {
+        let result = try call("eth_getLogs", [filter.json])
+        guard let items = result.arrayValue else { throw RPCDecode.fail("eth_getLogs result", result) }
+        return try items.map(RPCDecode.log)
+    }
+
+    // MARK: - Helpers for batches
+
+    public static func callParams(_ call: CallRequest, block: BlockTag = .latest) -> [JSON] {
+        [call.json, block.json]
+    }
+
+    public static func decodeCallResult(_ json: JSON) throws -> [UInt8] {
+        try RPCDecode.data(json, "eth_call result")
+    }
+
+    public static func decodeQuantity(_ json: JSON) throws -> BigUInt {
+        try RPCDecode.quantity(json, "quantity")
+    }
+
+    public static func decodeUInt64(_ json: JSON) throws -> UInt64 {
+        try RPCDecode.uint64(json, "quantity")
+    }
+
+    public static func decodeReceipt(_ json: JSON) throws -> TransactionReceipt? {
+        try RPCDecode.receipt(json)
+    }
+
+    // MARK: - Plumbing
+
+    private func reserveIds(_ count: Int) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        let first = nextId
+        nextId += count
+        if nextId > 1 << 50 { nextId = 1 }
+        return first
+    }
+
+    private static func requestJSON(id: Int, method: String, params: [JSON]) -> JSON {
+        ["jsonrpc": "2.0", "id": .int(id), "method": .string(method), "params": .array(params)]
+    }
+
+    /// `.success(result)` / `.failure(error)` for one response object.
+    private static func outcome(_ response: JSON) throws -> Result<JSON, JSONRPCError> {
+        if let error = response["error"], !error.isNull {
+            guard error.objectValue != nil else { throw RPCDecode.fail("error is not an object", error) }
+            return .failure(JSONRPCError(json: error))
+        }
+        guard let result = response["result"] else { throw RPCDecode.fail("neither result nor error", response) }
+        return .success(result)
+    }
+
+    private func post(_ body: JSON) throws -> JSON {
+        let response: HTTPResponse
+        do {
+            response = try http.post(url, json: body.serialized(), timeout: timeout)
+        } catch let error as HTTPError {
+            throw EthereumClientError.transport(error.description)
+        }
+        let snippet = String(decoding: response.body.prefix(300), as: UTF8.self)
+        if response.status >= 500 || response.status == 429 || response.status == 408 {
+            throw EthereumClientError.transport("HTTP \(response.status): \(snippet)")
+        }
+        let json: JSON
+        do {
+            json = try JSON.parse(response.body)
+        } catch {
+            throw EthereumClientError.malformedResponse("HTTP \(response.status), not JSON: \(snippet)")
+        }
+        // Some nodes send JSON-RPC errors with 4xx statuses; those bodies are still meaningful.
+        if !(200..<300).contains(response.status), json["error"] == nil, json.arrayValue == nil {
+            throw EthereumClientError.malformedResponse("HTTP \(response.status): \(snippet)")
+        }
+        return json
+    }
+}

@@ -1,0 +1,39 @@
+import Ethereum
+import Foundation
+import Testing
+
+@Suite struct JSONTests {
+    @Test func parsesAndSerializes() throws {
+        let text = #" { "b" : [1, -2.5, 3e2, true, false, null], "a": "x\"\\\/\n\u00e9\ud83d\ude80", "c": {} } "#
+        let value = try JSON.parse(text)
+        #expect(value["a"] == .string("x\"\\/\né🚀"))
+        #expect(value["b"] == [1, -2.5, 300, true, false, nil])
+        #expect(value["c"] == .object([:]))
+        #expect(String(decoding: value.serialized(), as: UTF8.self)
+            == #"{"a":"x\"\\/\né🚀","b":[1,-2.5,300,true,false,null],"c":{}}"#)
+        #expect(try JSON.parse(value.serialized()) == value)
+        #expect(String(decoding: JSON.string("\u{01}\t").serialized(), as: UTF8.self) == #""\u0001\t""#)
+        #expect(JSON.int(1 << 40).intValue == 1 << 40)
+        #expect(JSON.number(0.5).intValue == nil)
+    }
+
+    @Test func agreesWithFoundation() throws {
+        let value: JSON = ["jsonrpc": "2.0", "id": 7, "method": "eth_call", "params": [["data": "0x"], "latest"],
+                           "ratio": 0.125, "flag": false, "nothing": nil, "text": "<tag> & \"quote\" é"]
+        let object = try JSONSerialization.jsonObject(with: Data(value.serialized())) as? NSDictionary
+        let expected: NSDictionary = ["jsonrpc": "2.0", "id": 7, "method": "eth_call",
+                                      "params": [["data": "0x"], "latest"], "ratio": 0.125, "flag": false,
+                                      "nothing": NSNull(), "text": "<tag> & \"quote\" é"]
+        #expect(object == expected)
+    }
+
+    @Test func rejectsInvalidJSON() {
+        for bad in ["", "{", "[1,]", "{\"a\":1,}", "01", "1.", "-", "\"abc", "tru", "[1] 2", "{'a':1}",
+                    "\"\\ud800\"", "\"\\x\"", "\"a\u{01}\"", "nul"] {
+            #expect(throws: JSON.ParseError.self, "\(bad)") { try JSON.parse(bad) }
+        }
+        let deep = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
+        #expect(throws: JSON.ParseError.self) { try JSON.parse(deep) }
+        #expect(throws: JSON.ParseError.self) { try JSON.parse([0x22, 0xff, 0x22]) }
+    }
+}
