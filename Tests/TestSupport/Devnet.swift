@@ -114,7 +114,7 @@ public final class WorkerProcess: @unchecked Sendable {
 
     public init(arguments: [String], environment: [String: String]) throws {
         logFile = FileManager.default.temporaryDirectory.appendingPathComponent("worker-\(UInt32.random(in: 0...UInt32.max)).log")
-        FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
         process.executableURL = try Products.worker()
         process.arguments = ["run"] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
