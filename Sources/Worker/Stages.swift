@@ -154,7 +154,8 @@ struct Stages {
     }
 
     private func createTaskCalldata(_ job: Job) throws -> [UInt8] {
-        guard let type = job.taskType, let hash = job.taskHash.flatMap({ [UInt8](hex: $0) }), let vram = job.vramLimit, let cap = job.cap else {
+        guard let type = job.taskType, let hash = job.taskHash.flatMap({ [UInt8](hex: $0) }), hash.count == 32,
+              let vram = job.vramLimit, let cap = job.cap else {
             throw WorkerError("job \(job.id) lacks the createTask facts")
         }
         return network.task.createTaskCall(taskType: UInt64(bitPattern: Int64(type)), taskHash: hash, vramLimit: UInt64(vram), cap: UInt64(cap))

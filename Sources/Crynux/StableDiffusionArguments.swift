@@ -1,0 +1,166 @@
+/// The typed view of Stable Diffusion task arguments, with the schema defaults applied. The rules are
+/// those of the schema the era-D network applied (stable-diffusion-task@8fcf6e7, Aug 2024): the
+/// Relay refuses anything else after the task is paid for, and era-D nodes run that version. Unknown
+/// keys are allowed and ignored, as in the schema.
+public struct StableDiffusionArguments: Sendable, Equatable {
+    /// "2.5.0" and "2.5.2" came with later schemas (2025) that era-D nodes do not know.
+    public static let versions = ["1.0.0", "2.0.0", "2.1.0"]
+
+    public struct BaseModel: Sendable, Equatable {
+        public let name: String
+        /// Only in the object form (`{"name": …, "variant": …}`); nil when absent or null.
+        public let variant: String?
+    }
+
+    public struct TaskConfig: Sendable, Equatable {
+        public static let imageSizeRange: ClosedRange<Int64> = 64...2048
+        public static let defaultNumImages = 6
+
+        public var imageWidth: Int = 512
+        public var imageHeight: Int = 512
+        /// nil: the node's default (25 in the 1.x schema, 1 from the 2.x schema on).
+        public var steps: Int?
+        public var seed: Int = 0
+        public var numImages: Int = TaskConfig.defaultNumImages
+        public var safetyChecker: Bool = true
+        /// An integer in the era-D schema.
+        public var cfg: Int = 5
+    }
+
+    public enum SchedulerMethod: String, Sendable, CaseIterable {
+        case dpmSolverMultistep = "DPMSolverMultistepScheduler"
+        case eulerAncestralDiscrete = "EulerAncestralDiscreteScheduler"
+        case lcm = "LCMScheduler"
+    }
+
+    public struct Lora: Sendable, Equatable {
+        public let model: String
+        public let weightFileName: String
+        public let weight: Int
+    }
+
+    public struct ControlNet: Sendable, Equatable {
+        public static let preprocessMethods = [
+            "canny", "scribble_hed", "scribble_hedsafe", "softedge_hedsafe", "depth_midas", "mlsd", "openpose",
+            "openpose_face", "openpose_faceonly", "openpose_full", "openpose_hand", "scribble_pidinet",
+            "softedge_pidinet", "scribble_pidisafe", "softedge_pidisafe", "normal_bae", "lineart_coarse",
+            "lineart_realistic", "lineart_anime", "depth_zoe", "depth_leres", "depth_leres++", "shuffle",
+            "mediapipe_face",
+        ]
+        public let model: String
+        public let imageDataURL: String
+        public let weight: Int
+        public let preprocessMethod: String?
+    }
+
+    public struct Refiner: Sendable, Equatable {
+        public let model: String
+        public let variant: String
+        public let denoisingCutoff: Int
+        public let steps: Int
+    }
+
+    /// As given; nil when absent (the node then applies the schema's default version).
+    public var version: String?
+    public var baseModel: BaseModel
+    public var prompt: String
+    public var negativePrompt: String = ""
+    public var taskConfig: TaskConfig
+    public var scheduler: SchedulerMethod?
+    public var lora: Lora?
+    public var controlnet: ControlNet?
+    public var refiner: Refiner?
+    public var vae: String = ""
+    public var textualInversion: String = ""
+    public var unet: String = ""
+
+    /// GPU memory in GB the task needs, by base model (the Crynux SDK and bridge rules).
+    public var vramLimit: UInt64 {
+        switch baseModel.name {
+        case "crynux-ai/stable-diffusion-v1-5": 8
+        case "crynux-ai/sdxl-turbo", "crynux-ai/stable-diffusion-xl-base-1.0": 14
+        default: 10
+        }
+    }
+
+    public init(parsing arguments: String) throws(TaskArgumentsError) {
+        try self.init(root: TaskArguments.parseRoot(arguments))
+    }
+
+    init(root r: FieldReader) throws(TaskArgumentsError) {
+        version = try r.oneOf("version", Self.versions)
+
+        guard let base = r.object["base_model"] else {
+            throw r.missing("base_model", expected: #"a non-empty string or an object {"name": …}"#)
+        }
+        switch base {
+        case .string(let s) where !s.isEmpty:
+            baseModel = BaseModel(name: s, variant: nil)
+        case .object(let o):
+            let b = FieldReader(o, path: r.fieldPath("base_model"))
+            baseModel = BaseModel(name: try b.requiredString("name", nonEmpty: true),
+                                  variant: try b.string("variant", nullable: true))
+        default:
+            throw r.mismatch("base_model", expected: #"a non-empty string or an object {"name": …}"#, got: base)
+        }
+
+        prompt = try r.requiredString("prompt", nonEmpty: true)
+        negativePrompt = try r.string("negative_prompt") ?? ""
+
+        guard r.object["task_config"] != nil else {
+            throw r.missing("task_config", expected: "an object such as {\"num_images\": 1}")
+        }
+        taskConfig = try Self.taskConfig(r.nested("task_config")!)
+
+        if let s = try r.nested("scheduler") {
+            scheduler = SchedulerMethod(rawValue: try s.requiredOneOf("method", SchedulerMethod.allCases.map(\.rawValue)))
+            _ = try s.nested("args", nullable: true)
+        }
+
+        if let l = try r.nested("lora", nullable: true) {
+            lora = Lora(model: try l.requiredString("model", nonEmpty: true),
+                        weightFileName: try l.string("weight_file_name") ?? "",
+                        weight: Int(try l.integer("weight", in: 1...100) ?? 100))
+        }
+
+        if let c = try r.nested("controlnet", nullable: true) {
+            let model = try c.requiredString("model", nonEmpty: true)
+            let image = try c.requiredString("image_dataurl", nonEmpty: true)
+            let weight = Int(try c.integer("weight", in: 1...100) ?? 70)
+            var method: String?
+            if let p = try c.nested("preprocess", nullable: true) {
+                method = try p.requiredOneOf("method", ControlNet.preprocessMethods)
+                _ = try p.nested("args", nullable: true)
+            }
+            controlnet = ControlNet(model: model, imageDataURL: image, weight: weight, preprocessMethod: method)
+        }
+
+        if let f = try r.nested("refiner", nullable: true) {
+            refiner = Refiner(model: try f.requiredString("model", nonEmpty: true),
+                              variant: try f.string("variant") ?? "fp16",
+                              denoisingCutoff: Int(try f.integer("denoising_cutoff", in: 1...100) ?? 80),
+                              steps: Int(try f.integer("steps", in: 1...100) ?? 20))
+        }
+
+        vae = try r.string("vae") ?? ""
+        textualInversion = try r.string("textual_inversion") ?? ""
+        unet = try r.string("unet") ?? ""
+    }
+
+    private static func taskConfig(_ t: FieldReader) throws(TaskArgumentsError) -> TaskConfig {
+        var config = TaskConfig()
+        let sizes = TaskConfig.imageSizeRange
+        for key in ["image_width", "image_height"] {
+            let expected = "a multiple of 8 from \(sizes.lowerBound) to \(sizes.upperBound)"
+            guard let v = try t.integer(key, in: sizes, expected: expected) else { continue }
+            guard v % 8 == 0 else { throw t.mismatch(key, expected: expected, got: t.object[key]!) }
+            if key == "image_width" { config.imageWidth = Int(v) } else { config.imageHeight = Int(v) }
+        }
+        if let v = try t.integer("steps", in: 1...100) { config.steps = Int(v) }
+        if let v = try t.integer("seed", in: 0...2_147_483_647) { config.seed = Int(v) }
+        if let v = try t.integer("num_images", in: 1...10) { config.numImages = Int(v) }
+        if let v = try t.bool("safety_checker") { config.safetyChecker = v }
+        if let v = try t.integer("cfg", in: 0...20) { config.cfg = Int(v) }
+        return config
+    }
+}
