@@ -87,7 +87,10 @@ struct Stages {
             do {
                 let estimate = try network.rpc.estimateGas(CallRequest(from: network.address, to: network.task.address, data: data,
                                                                        value: fee, gas: nil, gasPrice: nil))
-                gasLimit = estimate + estimate / 4 + 10_000
+                // The estimate follows one path through createTask (start with free nodes, or
+                // queue, maybe evicting); by the time it is mined another path may be taken, and
+                // a start costs about twice a queueing. Unused gas is not charged.
+                gasLimit = max(estimate * 2, config.minimumGasLimit)
             } catch EthereumClientError.rpc(let error) where error.revertReason != nil || error.code == 3 {
                 // The node simulated it and it reverts: refuse now, before any money moves.
                 let reason = error.revertReason?.description ?? error.message
@@ -164,7 +167,7 @@ struct Stages {
     private func createTaskMined(_ db: PostgresConnection, _ job: Job, _ tx: StoredTransaction, _ receipt: TransactionReceipt) throws {
         var fields: [(String, (any PostgresEncodable)?)] = [("tx_hash", tx.hash), ("tx_block_number", Int64(receipt.blockNumber)), ("tx_mined_at", Date())]
         guard receipt.status else {
-            let reason = revertReason(of: job, tx: tx, block: receipt.blockNumber)
+            let reason = revertReason(of: job, tx: tx, receipt: receipt)
             try fail(db, job, "createTask reverted: \(reason)", retry: .create, fields: fields)
             return
         }
@@ -182,7 +185,11 @@ struct Stages {
     }
 
     /// Replays the reverted transaction with eth_call on the state before its block.
-    private func revertReason(of job: Job, tx: StoredTransaction, block: UInt64) -> String {
+    private func revertReason(of job: Job, tx: StoredTransaction, receipt: TransactionReceipt) -> String {
+        if receipt.gasUsed >= tx.gasLimit {
+            return "out of gas (all \(tx.gasLimit) gas used)"
+        }
+        let block = receipt.blockNumber
         guard let data = try? createTaskCalldata(job) else { return "unknown reason" }
         let call = CallRequest(from: network.address, to: network.task.address, data: data, value: BigUInt(job.feeWei ?? "0"),
                                gas: tx.gasLimit, gasPrice: nil)
@@ -283,7 +290,11 @@ struct Stages {
         let queued = try TaskQueueContract.decodeBool(try network.rpc.call(
             CallRequest(from: nil, to: network.queue.address, data: network.queue.includeCall(taskId: taskId), value: nil, gas: nil, gasPrice: nil)))
         if queued {
-            try again(db, job, after: nextPoll, detail: job.stageAttempts == 0 && waited < config.pollInterval * 3 ? "task \(taskId) is queued, waiting for free nodes" : nil)
+            // One history line when the task is first seen queued, not one per poll.
+            let noted = try db.query("""
+                SELECT EXISTS (SELECT 1 FROM crynux.job_events WHERE job_id = $1 AND at >= $2 AND detail LIKE '% is queued%') AS noted
+                """, [job.id, job.stageEnteredAt])[0].get("noted", as: Bool.self)
+            try again(db, job, after: nextPoll, detail: noted ? nil : "task \(taskId) is queued on chain, waiting for free nodes")
         } else if job.stageAttempts >= 10 {
             try fail(db, job, "task \(taskId) is neither running, queued nor finished on chain", retry: .poll)
         } else {

@@ -34,6 +34,8 @@ public struct WorkerConfig: Sendable {
     public var feePerResultWei: BigUInt = BigUInt(10).power(16)
     /// Fixed gas limit for createTask; nil estimates it (and refuses a create that would revert).
     public var gasLimit: UInt64?
+    /// Floor under twice the estimate (the era-D bridge sent 5,000,000 every time).
+    public var minimumGasLimit: UInt64 = 1_500_000
     /// Fixed gas price (or max fee for EIP-1559); nil asks the node.
     public var gasPriceWei: BigUInt?
     public var useEIP1559 = false

@@ -106,11 +106,11 @@ public final class WorkerRuntime: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Sleeps until woken by a NOTIFY, a stop, or the idle interval.
-    private func idle() {
+    /// Sleeps until woken by a NOTIFY, a stop, or `seconds` pass.
+    private func idle(upTo seconds: Double) {
         condition.lock()
         let seen = wakeups
-        let deadline = Date().addingTimeInterval(config.idleInterval)
+        let deadline = Date().addingTimeInterval(seconds)
         while !stopping && wakeups == seen && condition.wait(until: deadline) {}
         condition.unlock()
     }
@@ -124,7 +124,11 @@ public final class WorkerRuntime: @unchecked Sendable {
                 connection = db
                 let jobs = try JobLeases.claim(db, worker: config.workerName, limit: config.claimBatch, leaseSeconds: config.leaseSeconds)
                 if jobs.isEmpty {
-                    idle()
+                    // Sleep until the next job is due (a poll in 0.5 s should not wait for the idle interval).
+                    let nextDue = try db.query("""
+                        SELECT extract(epoch FROM min(run_at) - now())::float8 AS wait FROM crynux.jobs WHERE status = 'pending'
+                        """)[0].optional("wait", as: Double.self)
+                    idle(upTo: min(max(nextDue ?? config.idleInterval, 0.02), config.idleInterval))
                     continue
                 }
                 let polls = jobs.filter { $0.stage == .poll }

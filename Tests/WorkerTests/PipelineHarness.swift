@@ -35,12 +35,16 @@ struct PipelineHarness {
     @discardableResult
     func runWorkersUntilIdle(count: Int = 1, timeout: Double = 300, extra: [String] = []) throws -> String {
         let workers = try (0..<count).map { try startWorker(name: "w\($0)", extra: ["--exit-when-idle"] + extra) }
+        let deadline = Date().addingTimeInterval(timeout)
         var logs = ""
+        var failed = false
         for worker in workers {
-            let status = worker.wait(timeout: timeout)
+            // One deadline for all; once one worker fails, the rest are killed too.
+            let status = failed ? worker.wait(timeout: 0) : worker.wait(timeout: max(deadline.timeIntervalSinceNow, 0))
             logs += worker.output
-            if status != 0 { throw TestSetupError("worker exited with \(String(describing: status)):\n\(logs.suffix(4000))") }
+            if status != 0 { failed = true }
         }
+        if failed { throw TestSetupError("a worker did not exit cleanly within \(Int(timeout)) s:\n\(logs.suffix(4000))") }
         return logs
     }
 

@@ -1,0 +1,184 @@
+"""`python -m devnetlib --state-dir DIR [options]`: the whole local network in one process.
+
+Started in the background by `scripts/devnet up`. When everything listens and
+the contracts are deployed it writes DIR/devnet.json (the file tests read)
+and prints it; it removes it again on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from eth_keys import keys
+from eth_utils import keccak, to_checksum_address
+
+from .admin import Admin, AdminHandler
+from .chain import DevChain
+from .config import KNOBS, Config
+from .contracts import Deployment, compile_contracts
+from .httpbase import Server
+from .nodes import Nodes
+from .relay import Relay, RelayHandler
+from .rpc import RPC, RPCHandler
+
+log = logging.getLogger("devnet")
+
+ACCOUNT_BALANCE = 10**6 * 10**18  # 1,000,000 ETH each
+OPERATOR_BALANCE = 10**9 * 10**18
+
+
+def account_key(index: int) -> bytes:
+    """Deterministic test keys: keccak256("crynux-devnet account <i>")."""
+    return keccak(f"crynux-devnet account {index}".encode())
+
+
+OPERATOR_KEY = keccak(b"crynux-devnet operator")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="scripts/devnet up", description="Local Crynux network (era D) for tests and the demo.")
+    p.add_argument("--state-dir", required=True, help="where devnet.json, the pid, logs and caches go")
+    p.add_argument("--cache-dir", help="compiled-contract cache (default: the state dir)")
+    p.add_argument("--chain-id", type=int, default=10000)
+    p.add_argument("--accounts", type=int, default=10, help="funded test accounts (1,000,000 ETH each)")
+    p.add_argument("--rpc-port", type=int, default=0, help="0 = any free port")
+    p.add_argument("--relay-port", type=int, default=0)
+    p.add_argument("--admin-port", type=int, default=0)
+    p.add_argument("--seed", type=int, help="seed of the fault-injection dice")
+    p.add_argument("--verbose", action="store_true")
+    knobs = p.add_argument_group("knobs (also settable at run time: POST /admin/config)")
+    for k in KNOBS:
+        knobs.add_argument("--" + k.name.replace("_", "-"), dest=k.name, type=k.kind, help=f"{k.help} (default {k.kind(k.default)})")
+    args = p.parse_args(argv)
+    if not 1 <= args.accounts <= 1000:
+        p.error("--accounts must be 1..1000")
+    return args
+
+
+class Devnet:
+    def __init__(self, args):
+        self.started = time.time()
+        initial = {k.name: getattr(args, k.name) for k in KNOBS if getattr(args, k.name) is not None}
+        try:
+            self.config = Config(initial, seed=args.seed)
+        except ValueError as exc:
+            raise SystemExit(f"devnet: {exc}")
+        self.accounts = []
+        alloc = {keys.PrivateKey(OPERATOR_KEY).public_key.to_canonical_address(): OPERATOR_BALANCE}
+        for i in range(args.accounts):
+            key = keys.PrivateKey(account_key(i))
+            alloc[key.public_key.to_canonical_address()] = ACCOUNT_BALANCE
+            self.accounts.append({"address": key.public_key.to_checksum_address(), "private_key": "0x" + key.to_bytes().hex()})
+
+        cache = Path(args.cache_dir or args.state_dir)
+        t0 = time.monotonic()
+        compiled = compile_contracts(cache)
+        log.info("contracts ready in %.2fs", time.monotonic() - t0)
+        self.chain = DevChain(args.chain_id, alloc, self.config, OPERATOR_KEY)
+        self.deployment = Deployment(self.chain, compiled)
+        d = self.deployment
+        if self.config["task_timeout_s"] != 900:
+            d.transact(d.task, "updateTimeout", self.config["task_timeout_s"])
+        if self.config["queue_size_limit"] != 50:
+            d.transact(d.queue, "updateSizeLimit", self.config["queue_size_limit"])
+        if self.config["node_vram_gb"] != 24:
+            d.transact(d.task, "devSetNodeVram", self.config["node_vram_gb"])
+        self.relay = Relay(self.chain, d, self.config)
+        self.nodes = Nodes(d, self.relay, self.config)
+        self.rpc = RPC(self.chain, self.config)
+        self.servers = [
+            Server(args.rpc_port, RPCHandler, self.rpc),
+            Server(args.relay_port, RelayHandler, self.relay),
+            Server(args.admin_port, AdminHandler, Admin(self)),
+        ]
+        for server, name in zip(self.servers, ("rpc", "relay", "admin")):
+            server.start(f"http-{name}")
+
+    def description(self) -> dict:
+        rpc, relay, admin = self.servers
+        return {
+            "rpc_url": rpc.url,
+            "relay_url": relay.url,
+            "admin_url": admin.url,
+            "chain_id": self.chain.chain_id,
+            "task_contract": to_checksum_address(self.deployment.task.address),
+            "task_queue_contract": to_checksum_address(self.deployment.queue.address),
+            "accounts": self.accounts,
+            "pid": os.getpid(),
+            "operator_address": to_checksum_address(self.chain.operator_address),
+        }
+
+    def stats(self) -> dict:
+        d, chain = self.deployment, self.chain
+        return {
+            "uptime_s": round(time.time() - self.started, 1),
+            "block_number": chain.head,
+            "chain": dict(chain.stats),
+            "pool": {"queued": len(chain.pool_by_hash), "unmined": len(chain.unmined)},
+            "rpc_calls": self.rpc.calls,
+            "relay": {"requests": self.relay.requests, "synced_block": self.relay.synced, "tasks": len(self.relay.tasks)},
+            "tasks": {
+                "total": d.call(d.task, "totalTasks"),
+                "queued": d.call(d.queue, "size"),
+                "free_nodes": d.call(d.task, "devFreeNodes"),
+                "registered_nodes": len(self.nodes.registered),
+                **self.nodes.counts,
+            },
+            "faults_fired": self.config.fired_snapshot(),
+        }
+
+def main(argv=None):
+    args = parse_args(argv if argv is not None else sys.argv[1:])
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    state = Path(args.state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    # One devnet per state dir: an exclusive lock held for the process lifetime.
+    lock_file = open(state / "devnet.lock", "w")
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"devnet: another devnet is running in {state}", file=sys.stderr)
+        return 2
+    description_file = state / "devnet.json"
+    description_file.unlink(missing_ok=True)
+
+    t0 = time.monotonic()
+    try:
+        devnet = Devnet(args)
+    except OSError as exc:
+        print(f"devnet: cannot start: {exc}", file=sys.stderr)
+        return 1
+    info = devnet.description()
+    tmp = state / "devnet.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    tmp.replace(description_file)
+    (state / "devnet.pid").write_text(f"{os.getpid()}\n")
+    log.info("ready in %.2fs: rpc %s relay %s admin %s", time.monotonic() - t0, info["rpc_url"], info["relay_url"], info["admin_url"])
+
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    while not done.wait(0.2):
+        pass
+    log.info("stopping")
+    description_file.unlink(missing_ok=True)
+    (state / "devnet.pid").unlink(missing_ok=True)
+    # every worker thread is a daemon: leaving main ends them (state is in memory)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

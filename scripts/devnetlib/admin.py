@@ -1,0 +1,103 @@
+"""Admin API (JSON over HTTP, own port): knobs, funding, mining, results, stats.
+
+    GET  /admin/config            all knobs
+    POST /admin/config            partial update {"knob": value, ...} -> all knobs
+    POST /admin/config/reset      back to the start-up values -> all knobs
+    POST /admin/fund              {"address": "0x..", "wei": "<decimal>"} -> mined transfer
+    POST /admin/mine              mine a block now -> {"block_number": n}
+    GET  /admin/results/{id}      {"files": [{"index", "sha256", "size"}]} as uploaded by the nodes
+    GET  /admin/stats             counters (chain, pool, relay, nodes, faults fired)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from . import hexutil as hx
+from .httpbase import Handler
+
+
+class AdminError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class Admin:
+    def __init__(self, devnet):
+        self.devnet = devnet
+
+    def route(self, method: str, path: str, body: bytes):
+        d = self.devnet
+        if path == "/admin/config" and method == "GET":
+            return d.config.snapshot()
+        if path == "/admin/config" and method == "POST":
+            update = self._json(body)
+            if not isinstance(update, dict):
+                raise AdminError(400, "expected a JSON object of knob values")
+            try:
+                return d.config.update(update)
+            except ValueError as exc:
+                raise AdminError(400, str(exc)) from None
+        if path == "/admin/config/reset" and method == "POST":
+            return d.config.reset()
+        if path == "/admin/fund" and method == "POST":
+            return self._fund(self._json(body))
+        if path == "/admin/mine" and method == "POST":
+            return {"block_number": d.chain.mine()}
+        if path == "/admin/stats" and method == "GET":
+            return d.stats()
+        m = re.fullmatch(r"/admin/results/([0-9]+)", path)
+        if m and method == "GET":
+            files = d.relay.results.get(int(m.group(1)))
+            if files is None:
+                raise AdminError(404, f"no results uploaded for task {m.group(1)}")
+            return {"files": [{"index": i, "sha256": hashlib.sha256(f).hexdigest(), "size": len(f)} for i, f in enumerate(files)]}
+        raise AdminError(404, f"no route {method} {path}")
+
+    @staticmethod
+    def _json(body: bytes):
+        try:
+            return json.loads(body or b"null")
+        except ValueError:
+            raise AdminError(400, "body is not JSON") from None
+
+    def _fund(self, req):
+        if not isinstance(req, dict):
+            raise AdminError(400, 'expected {"address": "0x...", "wei": "<decimal>"}')
+        try:
+            address = hx.parse_address(req.get("address"), "address")
+        except hx.ParamError as exc:
+            raise AdminError(400, str(exc)) from None
+        wei = req.get("wei")
+        if isinstance(wei, str) and wei.isdigit():
+            wei = int(wei)
+        if isinstance(wei, bool) or not isinstance(wei, int) or wei < 0:
+            raise AdminError(400, "wei must be a non-negative decimal string")
+        chain = self.devnet.chain
+        tx_hash = chain.send_internal(address, b"", wei, gas=21000)
+        if chain.config["block_time_ms"] > 0:
+            chain.mine()
+        receipt = chain.wait_receipt(tx_hash)
+        return {"tx_hash": receipt["transactionHash"], "block_number": int(receipt["blockNumber"], 16)}
+
+
+class AdminHandler(Handler):
+    def _handle(self, method):
+        admin: Admin = self.server.app
+        body = self.read_body() if method == "POST" else b""
+        try:
+            status, result = 200, admin.route(method, self.path.split("?")[0], body or b"")
+        except AdminError as exc:
+            status, result = exc.status, {"error": str(exc)}
+        except Exception as exc:  # report devnet bugs instead of hanging
+            status, result = 500, {"error": f"{type(exc).__name__}: {exc}"}
+        self.send(status, json.dumps(result).encode())
+
+    def do_GET(self):
+        self._handle("GET")
+
+    def do_POST(self):
+        self._handle("POST")

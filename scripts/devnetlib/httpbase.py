@@ -1,0 +1,81 @@
+"""Shared HTTP plumbing: threaded HTTP/1.1 keep-alive servers on 127.0.0.1.
+
+TCP_NODELAY matters: BaseHTTPRequestHandler writes headers and body in two
+writes, and with Nagle + delayed ACK every reply stalls ~40 ms.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+log = logging.getLogger("devnet.http")
+
+MAX_BODY = 40 << 20
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, port: int, handler_class, app):
+        self.app = app
+        super().__init__(("127.0.0.1", port), handler_class)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def start(self, name: str) -> threading.Thread:
+        thread = threading.Thread(target=self.serve_forever, name=name, daemon=True)
+        thread.start()
+        return thread
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server_version = "devnet"
+    sys_version = ""
+
+    def log_message(self, fmt, *args):  # quiet; debug logging only
+        log.debug("%s %s", self.address_string(), fmt % args)
+
+    def read_body(self) -> bytes | None:
+        """Request body (Content-Length or chunked); None if too large."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks, total = [], 0
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                total += size
+                if total > MAX_BODY:
+                    return None
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def send(self, status: int, body: bytes = b"", content_type: str = "application/json", headers: dict | None = None):
+        try:
+            self.send_response(status)
+            if content_type:
+                self.send_header("Content-Type", content_type)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if body and self.command != "HEAD":
+                self.wfile.write(body)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            # the client gave up (e.g. during a stall fault)
+            self.close_connection = True
