@@ -1,4 +1,5 @@
 import Dispatch
+import Ethereum
 import Foundation
 import JobQueue
 import Postgres
@@ -22,12 +23,13 @@ public final class WorkerRuntime: @unchecked Sendable {
     /// Runs until stopped (signal, `stop()`, or idle with `exitWhenIdle`). Throws only for
     /// start-up problems: unreachable database or node, wrong chain, missing schema.
     public func run() throws {
-        let network = try Network.connect(config)
         let db = try PostgresConnection(url: config.databaseURL)
         guard try !Migrator.appliedVersions(db).isEmpty else {
             throw WorkerError("the database has no crynux schema: run `crynux-worker migrate` first")
         }
-        try network.reconcileWallet(db)
+        // A node that is briefly unreachable or failing at start is waited for; a wrong chain is not.
+        let network = try retryingTransient("connecting to \(config.rpcURL)") { try Network.connect(config) }
+        try retryingTransient("reading the wallet's nonce") { try network.reconcileWallet(db) }
         log.info("started: wallet \(network.address.checksummed), chain \(network.chainId), \(config.concurrency) threads")
 
         let done = DispatchGroup()
@@ -65,6 +67,19 @@ public final class WorkerRuntime: @unchecked Sendable {
         }
         let released = try JobLeases.releaseAll(db, worker: config.workerName)
         log.info("stopped (\(released) lease(s) handed back)")
+    }
+
+    private func retryingTransient<T>(_ what: String, attempts: Int = 15, _ body: () throws -> T) throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try body()
+            } catch let error as EthereumClientError where attempt < attempts && !isStopping {
+                log.info("\(what) failed (\(error)); retrying in 2 s")
+                attempt += 1
+                Thread.sleep(forTimeInterval: 2)
+            }
+        }
     }
 
     public func stop() {

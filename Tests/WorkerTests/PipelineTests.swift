@@ -130,4 +130,16 @@ struct PipelineTests {
         #expect(worker.wait(timeout: 30) == 0, "\(worker.output)")
         #expect(worker.output.contains("stopped"))
     }
+
+    @Test func eip1559TransactionsWorkToo() throws {
+        let harness = try PipelineHarness(devnet: try Devnet.shared())
+        let db = try harness.db()
+        try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: PipelineHarness.sdArgs(images: 2, prompt: "type two")))
+        try JobStore.submit(db, JobSubmission(kind: "gpt", taskArgs: PipelineHarness.gptArgs("type two")))
+        try harness.runWorkersUntilIdle(extra: ["--eip1559"])
+        #expect(try harness.jobs().allSatisfy { $0.status == .succeeded })
+        let firstBytes = try db.query("SELECT get_byte(raw_tx, 0) AS b FROM crynux.job_transactions").map { try $0.get("b", as: Int32.self) }
+        #expect(firstBytes == [2, 2])
+        #expect(try harness.taskPendingCount() == 2)
+    }
 }
