@@ -36,7 +36,7 @@ public enum JobLeases {
                 SELECT id FROM crynux.jobs
                 WHERE status = 'pending' AND run_at <= now()
                   AND (locked_until IS NULL OR locked_until < now())
-                ORDER BY priority DESC, run_at, id
+                ORDER BY priority DESC, stage_rank DESC, run_at, id
                 LIMIT $1
                 FOR UPDATE SKIP LOCKED)
             UPDATE crynux.jobs j

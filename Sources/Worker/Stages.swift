@@ -110,7 +110,7 @@ struct Stages {
     }
 
     private func confirmCreateTask(_ db: PostgresConnection, _ job: Job) throws {
-        let txs = try transactions.transactions(db, jobId: job.id, purpose: .createTask)
+        let txs = try transactions.transactions(db, of: job, purpose: .createTask)
         guard let latest = txs.last else {
             try fail(db, job, "job has a nonce but no stored createTask transaction", retry: .create)
             return
@@ -142,7 +142,7 @@ struct Stages {
                 try again(db, job, after: 1)
             }
         case .nonceTooLow:
-            if let (tx, receipt) = try transactions.minedReceipt(db, of: try transactions.transactions(db, jobId: job.id, purpose: .createTask)) {
+            if let (tx, receipt) = try transactions.minedReceipt(db, of: try transactions.transactions(db, of: job, purpose: .createTask)) {
                 try createTaskMined(db, job, tx, receipt)
                 return
             }
@@ -223,7 +223,8 @@ struct Stages {
         case .alreadyUploaded:
             try advance(db, job, to: .poll, after: config.pollInterval, fields: [("args_uploaded_at", Date())], detail: "arguments were already on the relay")
         case .notYetOnChain:
-            try again(db, job, after: 1)
+            // The relay has not synced the block yet; it usually does within a second.
+            try again(db, job, after: min(config.pollInterval, 1))
         case .rejected(let message):
             try fail(db, job, "the relay refused the task arguments: \(message)", retry: .upload)
         }
@@ -329,7 +330,7 @@ struct Stages {
     /// The task is past its on-chain deadline: cancel it for the refund. The poll that follows
     /// sees the TaskAborted("Task Cancelled") and fails the job with it.
     private func cancelOverdueTask(_ db: PostgresConnection, _ job: Job, taskId: UInt64) throws {
-        let sent = try transactions.transactions(db, jobId: job.id, purpose: .cancelTask)
+        let sent = try transactions.transactions(db, of: job, purpose: .cancelTask)
         if let latest = sent.last {
             if try transactions.minedReceipt(db, of: sent) == nil,
                latest.lastSentAt.map({ -$0.timeIntervalSinceNow >= config.rebroadcastAfter }) ?? true {
@@ -375,7 +376,8 @@ struct Stages {
             case .data(let bytes, let contentType):
                 files.append((index, bytes, contentType))
             case .notReady:
-                try again(db, job, after: 2)
+                // The result node uploads shortly after TaskSuccess; look again at the poll pace.
+                try again(db, job, after: config.pollInterval)
                 return
             case .rejected(let message):
                 try fail(db, job, "the relay refused result \(index) of task \(taskId): \(message)", retry: .fetch)

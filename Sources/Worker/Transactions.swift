@@ -100,9 +100,15 @@ struct Transactions {
         return config.useEIP1559 ? price * 2 : price
     }
 
-    func transactions(_ db: PostgresConnection, jobId: Int64, purpose: Purpose) throws -> [StoredTransaction] {
-        try db.query("SELECT * FROM crynux.job_transactions WHERE job_id = $1 AND purpose = $2 ORDER BY signed_at, tx_hash",
-                     [jobId, purpose.rawValue]).map { try StoredTransaction(row: $0) }
+    /// The job's transactions of the current attempt: a retried job keeps its earlier (dead)
+    /// transactions in the table, so createTask ones are matched by nonce and cancel ones by time.
+    func transactions(_ db: PostgresConnection, of job: Job, purpose: Purpose) throws -> [StoredTransaction] {
+        try db.query("""
+            SELECT * FROM crynux.job_transactions
+            WHERE job_id = $1 AND purpose = $2 AND ($3::bigint IS NULL OR nonce = $3) AND ($4::timestamptz IS NULL OR signed_at >= $4)
+            ORDER BY signed_at, tx_hash
+            """, [job.id, purpose.rawValue, purpose == .createTask ? job.txNonce : nil,
+                  purpose == .cancelTask ? job.txSignedAt : nil]).map { try StoredTransaction(row: $0) }
     }
 
     /// Sends stored bytes (again). Network failures throw; node verdicts are returned.

@@ -148,7 +148,9 @@ public final class WorkerRuntime: @unchecked Sendable {
                 }
                 let polls = jobs.filter { $0.stage == .poll }
                 if !polls.isEmpty { execute(db, stages, polls) { try stages.poll(db, polls) } }
-                for job in jobs where job.stage != .poll {
+                // Closest to done first: a fetch claimed with a handful of creates should not wait for them.
+                let rank: [JobStage: Int] = [.fetch: 3, .upload: 2, .create: 0]
+                for job in jobs.filter({ $0.stage != .poll }).sorted(by: { rank[$0.stage, default: 0] > rank[$1.stage, default: 0] }) {
                     if isStopping { break }
                     execute(db, stages, [job]) {
                         switch job.stage {

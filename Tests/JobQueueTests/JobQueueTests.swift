@@ -56,8 +56,12 @@ struct JobQueueTests {
         let low = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args, priority: 0))
         let high = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args, priority: 5))
         _ = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args, priority: 9, notBefore: Date().addingTimeInterval(3600)))
+        // Within a priority, work closer to done goes first, even when it became due later.
+        let nearlyDone = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args, priority: 0))
+        try db.execute("UPDATE crynux.jobs SET stage = 'fetch', run_at = now() + interval '1 millisecond' WHERE id = $1", [nearlyDone])
+        Thread.sleep(forTimeInterval: 0.01)
         let claimed = try JobLeases.claim(db, worker: "w", limit: 10, leaseSeconds: 60)
-        #expect(claimed.map(\.id) == [high, low])
+        #expect(claimed.map(\.id) == [high, nearlyDone, low])
     }
 
     @Test func aWorkerWhoseLeaseExpiredCannotWrite() throws {

@@ -98,6 +98,17 @@ struct PipelineTests {
         #expect(try mined.chainNonce() == 1)
         #expect(try mined.taskPendingCount() == 0)
 
+        // The reverted task is certainly dead, so a retry may pay for a new one; with the bad
+        // override removed it succeeds, and the old reverted transaction does not confuse it.
+        try mined.db().execute("UPDATE crynux.jobs SET task_type_override = NULL WHERE id = $1", [id])
+        #expect(try JobStore.retry(try mined.db(), id: id) == .requeued(from: .create))
+        try mined.runWorkersUntilIdle(extra: ["--gas-limit", "2000000"])
+        let retried = try #require(try JobStore.job(try mined.db(), id: id))
+        #expect(retried.status == .succeeded, "\(retried.lastError ?? "")")
+        #expect(retried.txNonce == 1)
+        #expect(try mined.taskPendingCount() == 1)
+        #expect(try mined.db().query("SELECT count(*) FROM crynux.job_transactions WHERE job_id = $1", [id])[0].get(0, as: Int64.self) == 2)
+
         // With gas estimation the node refuses it before anything is signed: no money moves.
         let estimated = try PipelineHarness(devnet: try Devnet.shared())
         let id2 = try JobStore.submit(try estimated.db(), JobSubmission(kind: "sd", taskArgs: PipelineHarness.sdArgs(images: 1), taskTypeOverride: 7))

@@ -31,6 +31,10 @@ CREATE TABLE crynux.jobs (
     stage               text NOT NULL DEFAULT 'create'
                         CHECK (stage IN ('create', 'upload', 'poll', 'fetch')),
     run_at              timestamptz DEFAULT now(),         -- next due time; NULL once finished
+    -- Claim order within a priority: work closest to done first (fetch, poll, upload, create), so
+    -- a backlog of new jobs never delays results that are ready to be collected.
+    stage_rank          smallint GENERATED ALWAYS AS (
+                            CASE stage WHEN 'fetch' THEN 3 WHEN 'poll' THEN 2 WHEN 'upload' THEN 1 ELSE 0 END) STORED,
     stage_attempts      integer NOT NULL DEFAULT 0,        -- failed tries of the current stage
     stage_entered_at    timestamptz NOT NULL DEFAULT now(),
     cancel_requested_at timestamptz,
@@ -81,8 +85,8 @@ CREATE TABLE crynux.jobs (
     CHECK (status <> 'pending' OR run_at IS NOT NULL)
 );
 
--- Claiming: due, unfinished jobs in priority order. Leased rows are filtered on the fly.
-CREATE INDEX jobs_due_idx ON crynux.jobs (priority DESC, run_at) WHERE status = 'pending';
+-- Claiming: due, unfinished jobs in claim order. Leased rows are filtered on the fly.
+CREATE INDEX jobs_due_idx ON crynux.jobs (priority DESC, stage_rank DESC, run_at) WHERE status = 'pending';
 CREATE INDEX jobs_status_stage_idx ON crynux.jobs (status, stage);
 CREATE INDEX jobs_task_id_idx ON crynux.jobs (task_id) WHERE task_id IS NOT NULL;
 CREATE INDEX jobs_locked_by_idx ON crynux.jobs (locked_by) WHERE locked_by IS NOT NULL;
