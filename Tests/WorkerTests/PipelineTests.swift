@@ -153,4 +153,15 @@ struct PipelineTests {
         #expect(firstBytes == [2, 2])
         #expect(try harness.taskPendingCount() == 2)
     }
+
+    @Test func aWrongChainIdStopsTheWorkerBeforeAnythingIsSent() throws {
+        let harness = try PipelineHarness(devnet: try Devnet.shared())
+        try JobStore.submit(try harness.db(), JobSubmission(kind: "gpt", taskArgs: PipelineHarness.gptArgs("wrong chain")))
+        let worker = try harness.startWorker(name: "wrong-chain", extra: ["--chain-id", "1"])
+        let status = worker.wait(timeout: 30)
+        #expect(status != nil && status != 0)
+        #expect(worker.output.contains("not the configured chain 1"), "\(worker.output)")
+        #expect(try harness.chainNonce() == 0)
+        #expect(try harness.jobs().first?.status == .pending)
+    }
 }
