@@ -43,9 +43,9 @@ let package = Package(
         // Helpers shared by the test targets: throwaway databases, the local network's description.
         .target(name: "TestSupport", dependencies: ["Postgres", "HTTP"], path: "Tests/TestSupport"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
-        .testTarget(name: "HTTPTests", dependencies: ["HTTP"]),
+        .testTarget(name: "HTTPTests", dependencies: ["HTTP", "TestSupport"]),
         .testTarget(name: "EthereumTests", dependencies: [
-            "Ethereum", "HTTP", .product(name: "BigInt", package: "BigInt"),
+            "Ethereum", "HTTP", "TestSupport", .product(name: "BigInt", package: "BigInt"),
         ], resources: [.copy("Fixtures")]),
         .testTarget(name: "CrynuxTests", dependencies: ["Crynux", "Ethereum", "HTTP", .product(name: "BigInt", package: "BigInt")]),
         .testTarget(name: "JobQueueTests", dependencies: ["JobQueue", "Postgres", "TestSupport", "crynux-worker"]),

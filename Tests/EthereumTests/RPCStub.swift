@@ -1,39 +1,17 @@
 import Foundation
+import TestSupport
 
 /// A canned JSON-RPC server (Python http.server on 127.0.0.1) for testing the client's plumbing:
 /// typed result parsing, batches, error objects and transport failures. It is not a chain.
 final class RPCStub: @unchecked Sendable {
-    private let process = Process()
-    private let stdinPipe = Pipe()
-    let port: Int
+    private let server: ScriptServer
+    var port: Int { server.port }
     var url: String { "http://127.0.0.1:\(port)/" }
     func url(_ path: String) -> String { "http://127.0.0.1:\(port)\(path)" }
 
-    init() throws {
-        let stdoutPipe = Pipe()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-u", "-c", Self.script]
-        process.standardInput = stdinPipe
-        process.standardOutput = stdoutPipe
-        try process.run()
-        var line = [UInt8]()
-        while let byte = stdoutPipe.fileHandleForReading.readData(ofLength: 1).first, byte != UInt8(ascii: "\n") {
-            line.append(byte)
-        }
-        guard let port = Int(String(decoding: line, as: UTF8.self)) else {
-            process.terminate()
-            throw FixtureError("RPC stub did not start")
-        }
-        self.port = port
-    }
+    init() throws { server = try ScriptServer(script: Self.script) }
 
-    func stop() {
-        try? stdinPipe.fileHandleForWriting.close()
-        process.terminate()
-        process.waitUntilExit()
-    }
-
-    deinit { if process.isRunning { stop() } }
+    func stop() { server.stop() }
 
     static let revertData = "0x08c379a0" + "0000000000000000000000000000000000000000000000000000000000000020"
         + "0000000000000000000000000000000000000000000000000000000000000011"

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import HTTP
+import TestSupport
 import Testing
 
 @Suite("HTTPClient against a local server")

@@ -1,46 +1,21 @@
 import Foundation
+import TestSupport
 
 /// A throwaway HTTP/1.1 server (Python's http.server) on 127.0.0.1 with an OS-chosen port.
 /// It exits when the test process closes its stdin, so a crashed test run leaves nothing behind.
 final class TestServer: @unchecked Sendable {
-    let process = Process()
-    private let stdinPipe = Pipe()
-    let port: Int
+    private let server: ScriptServer
+    var process: Process { server.process }
+    var port: Int { server.port }
     var base: String { "\(scheme)://127.0.0.1:\(port)" }
     let scheme: String
 
     init(tls: (cert: String, key: String)? = nil) throws {
-        let stdoutPipe = Pipe()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        var arguments = ["python3", "-u", "-c", Self.script]
-        if let tls { arguments += [tls.cert, tls.key] }
-        process.arguments = arguments
-        process.standardInput = stdinPipe
-        process.standardOutput = stdoutPipe
         scheme = tls == nil ? "http" : "https"
-        try process.run()
-
-        var line = [UInt8]()
-        while true {
-            let chunk = stdoutPipe.fileHandleForReading.readData(ofLength: 1)
-            guard let byte = chunk.first else { break }
-            if byte == UInt8(ascii: "\n") { break }
-            line.append(byte)
-        }
-        guard let port = Int(String(decoding: line, as: UTF8.self)) else {
-            process.terminate()
-            throw TestServerError(message: "test server did not report its port")
-        }
-        self.port = port
+        server = try ScriptServer(script: Self.script, arguments: tls.map { [$0.cert, $0.key] } ?? [])
     }
 
-    func stop() {
-        try? stdinPipe.fileHandleForWriting.close()
-        process.terminate()
-        process.waitUntilExit()
-    }
-
-    deinit { if process.isRunning { stop() } }
+    func stop() { server.stop() }
 
     /// Routes: /bytes?n=&seed= (Content-Length, X-CRC32 header), /stream?n= (chunked, no length),
     /// /sleep?ms=, /status?code=, /stats (connections and requests seen), /multi (repeated header),
@@ -127,20 +102,3 @@ func crc32(_ bytes: [UInt8]) -> UInt32 {
     return crc ^ 0xFFFF_FFFF
 }
 
-/// A port nothing listens on: bind, read the port, close.
-func closedPort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = 0
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
-    }
-    _ = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-    }
-    return Int(UInt16(bigEndian: addr.sin_port))
-}
