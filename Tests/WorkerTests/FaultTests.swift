@@ -125,4 +125,29 @@ final class FaultTests {
         let balanceAfter = try harness.rpc.getBalance(harness.key.address)
         #expect(balanceBefore - balanceAfter < BigUInt(10).power(16), "spent \(balanceBefore - balanceAfter) wei")
     }
+
+    @Test func sigtermMidStageHandsTheJobBackAndExitsCleanly() throws {
+        let harness = try PipelineHarness(devnet: devnet)
+        try devnet.configure(["tx_mine_delay_ms": 3000])
+        defer { _ = try? devnet.configure(["tx_mine_delay_ms": 0]) }
+        let id = try JobStore.submit(try harness.db(), JobSubmission(kind: "gpt", taskArgs: PipelineHarness.gptArgs("terminated")))
+        let first = try harness.startWorker(name: "terminated")
+        var sent = false
+        for _ in 0..<300 where !sent {
+            Thread.sleep(forTimeInterval: 0.05)
+            sent = try harness.db().query("SELECT count(*) FROM crynux.job_transactions WHERE job_id = $1 AND send_count > 0", [id])[0]
+                .get(0, as: Int64.self) > 0
+        }
+        #expect(sent, "\(first.output)")
+        first.signal(SIGTERM)
+        #expect(first.wait(timeout: 30) == 0, "\(first.output)")
+        #expect(first.output.contains("finishing stages in flight"))
+        // Its lease is handed back at once (no waiting for expiry), and the next worker finishes the job.
+        let job = try #require(try JobStore.job(try harness.db(), id: id))
+        #expect(job.lockedBy == nil && job.status == .pending)
+        try harness.runWorkersUntilIdle(timeout: 120)
+        #expect(try JobStore.job(try harness.db(), id: id)?.status == .succeeded)
+        #expect(try harness.taskPendingCount() == 1)
+        #expect(try harness.chainNonce() == 1)
+    }
 }
