@@ -1,3 +1,4 @@
+import Ethereum
 /// Reads typed fields out of a JSON object and turns every mismatch into a `TaskArgumentsError`
 /// naming the full field path.
 struct FieldReader {

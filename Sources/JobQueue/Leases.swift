@@ -13,15 +13,19 @@ public struct JobUpdate {
     public var detail: String?
     /// Whether this counts as a failed try of the stage (for backoff and stage limits).
     public var countsAsAttempt: Bool
+    /// A step that went well ends a streak of failed tries, so backoff starts low again.
+    public var resetsAttempts: Bool
 
     public init(status: JobStatus? = nil, stage: JobStage? = nil, runAfter: Double = 0,
-                fields: [(String, (any PostgresEncodable)?)] = [], detail: String? = nil, countsAsAttempt: Bool = false) {
+                fields: [(String, (any PostgresEncodable)?)] = [], detail: String? = nil, countsAsAttempt: Bool = false,
+                resetsAttempts: Bool = false) {
         self.status = status
         self.stage = stage
         self.runAfter = runAfter
         self.fields = fields
         self.detail = detail
         self.countsAsAttempt = countsAsAttempt
+        self.resetsAttempts = resetsAttempts
     }
 }
 
@@ -55,12 +59,12 @@ public enum JobLeases {
         let newStage = update.stage ?? job.stage
         let stageChanged = newStage != job.stage || newStatus != job.status
         var params: [(any PostgresEncodable)?] = [job.id, job.leaseToken, newStatus.rawValue, newStage.rawValue,
-                                                  update.runAfter, update.countsAsAttempt, stageChanged]
+                                                  update.runAfter, update.countsAsAttempt, stageChanged, update.resetsAttempts]
         var sets = [
             "status = $3", "stage = $4",
             "run_at = CASE WHEN $3 = 'pending' THEN now() + make_interval(secs => $5) ELSE NULL END",
             "finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END",
-            "stage_attempts = CASE WHEN $7 THEN 0 WHEN $6 THEN stage_attempts + 1 ELSE stage_attempts END",
+            "stage_attempts = CASE WHEN $7 OR $8 THEN 0 WHEN $6 THEN stage_attempts + 1 ELSE stage_attempts END",
             "stage_entered_at = CASE WHEN $7 THEN now() ELSE stage_entered_at END",
             "updated_at = now()",
         ]

@@ -28,8 +28,8 @@ struct Stages {
     /// Not done yet: due again later. A plain "still waiting" does not count as a failed try.
     func again(_ db: PostgresConnection, _ job: Job, after delay: Double, detail: String? = nil, failedTry: Bool = false,
                fields: [(String, (any PostgresEncodable)?)] = []) throws {
-        guard try JobLeases.apply(db, JobUpdate(runAfter: delay, fields: fields, detail: detail, countsAsAttempt: failedTry),
-                                  to: job, worker: worker) else { throw LeaseLost() }
+        let update = JobUpdate(runAfter: delay, fields: fields, detail: detail, countsAsAttempt: failedTry, resetsAttempts: !failedTry)
+        guard try JobLeases.apply(db, update, to: job, worker: worker) else { throw LeaseLost() }
     }
 
     /// Ends the job as failed with a one-sentence reason. `retry` is where `crynux-worker retry`

@@ -82,6 +82,20 @@ struct JobQueueTests {
         #expect(try JobStore.events(db, jobId: id).last?.worker == "fast")
     }
 
+    @Test func failedTriesCountUpAndASuccessEndsTheStreakWithoutRestartingTheStageClock() throws {
+        let db = try database.connect()
+        let id = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args))
+        func claimed() throws -> Job { try #require(try JobLeases.claim(db, worker: "w", limit: 1, leaseSeconds: 60).first) }
+        let entered = try #require(try JobStore.job(db, id: id)).stageEnteredAt
+        try JobLeases.apply(db, JobUpdate(countsAsAttempt: true), to: try claimed(), worker: "w")
+        try JobLeases.apply(db, JobUpdate(countsAsAttempt: true), to: try claimed(), worker: "w")
+        #expect(try JobStore.job(db, id: id)?.stageAttempts == 2)
+        try JobLeases.apply(db, JobUpdate(resetsAttempts: true), to: try claimed(), worker: "w")
+        let job = try #require(try JobStore.job(db, id: id))
+        #expect(job.stageAttempts == 0)
+        #expect(job.stageEnteredAt == entered)
+    }
+
     @Test func cancelFreesTheLeaseAndFencesTheHolder() throws {
         let db = try database.connect()
         let id = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args))

@@ -4,7 +4,7 @@
 /// A strict RFC 8259 parser of our own is used instead of JSONSerialization because the network
 /// (Go's encoding/json in the Relay, Python's json on the nodes) must accept whatever we accept, and
 /// Foundation's number bridging blurs `true` and `1`.
-enum JSONValue: Sendable, Equatable {
+public enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     case number(JSONNumber)
@@ -13,59 +13,59 @@ enum JSONValue: Sendable, Equatable {
     case object(JSONObject)
 }
 
-struct JSONNumber: Sendable, Equatable {
+public struct JSONNumber: Sendable, Equatable {
     /// The literal as written, e.g. `"1e3"` or `"-0.5"`.
-    let literal: String
-    let value: Double
+    public let literal: String
+    public let value: Double
 
     /// The value as an integer when it is mathematically one (`6`, `6.0`, `6e0`), as JSON Schema's
     /// "integer" type (and pydantic's lax int) accept; nil for `1.5` or values beyond ±2^53.
-    var integerValue: Int64? {
+    public var integerValue: Int64? {
         guard value.rounded(.towardZero) == value, abs(value) <= 9_007_199_254_740_992 else { return nil }
         return Int64(value)
     }
 }
 
 /// Object members in document order; a repeated key keeps its last value, as Go and Python do.
-struct JSONObject: Sendable, Equatable {
-    private(set) var keys: [String] = []
+public struct JSONObject: Sendable, Equatable {
+    public private(set) var keys: [String] = []
     private var storage: [String: JSONValue] = [:]
 
-    subscript(key: String) -> JSONValue? { storage[key] }
+    public subscript(key: String) -> JSONValue? { storage[key] }
 
-    mutating func set(_ key: String, _ value: JSONValue) {
+    public mutating func set(_ key: String, _ value: JSONValue) {
         if storage.updateValue(value, forKey: key) == nil { keys.append(key) }
     }
 
-    var count: Int { keys.count }
+    public var count: Int { keys.count }
 }
 
-struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
-    let line: Int
-    let column: Int
-    let message: String
-    var description: String { "invalid JSON at line \(line), column \(column): \(message)" }
+public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let line: Int
+    public let column: Int
+    public let message: String
+    public var description: String { "invalid JSON at line \(line), column \(column): \(message)" }
 }
 
 extension JSONValue {
-    static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
+    public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
         var parser = JSONParser(bytes: Array(text.utf8))
         return try parser.parseDocument()
     }
 
-    static func parse(bytes: [UInt8]) throws(JSONParseError) -> JSONValue {
+    public static func parse(bytes: [UInt8]) throws(JSONParseError) -> JSONValue {
         var parser = JSONParser(bytes: bytes)
         return try parser.parseDocument()
     }
 
-    var objectValue: JSONObject? { if case .object(let o) = self { o } else { nil } }
-    var stringValue: String? { if case .string(let s) = self { s } else { nil } }
-    var arrayValue: [JSONValue]? { if case .array(let a) = self { a } else { nil } }
-    var numberValue: JSONNumber? { if case .number(let n) = self { n } else { nil } }
+    public var objectValue: JSONObject? { if case .object(let o) = self { o } else { nil } }
+    public var stringValue: String? { if case .string(let s) = self { s } else { nil } }
+    public var arrayValue: [JSONValue]? { if case .array(let a) = self { a } else { nil } }
+    public var numberValue: JSONNumber? { if case .number(let n) = self { n } else { nil } }
 
     /// Short human description of a value for error messages: `12`, `1.5`, `true`, `null`,
     /// `"text"` (truncated), `an array`, `an object`.
-    var brief: String {
+    public var brief: String {
         switch self {
         case .null: return "null"
         case .bool(let b): return b ? "true" : "false"
@@ -281,7 +281,9 @@ private struct JSONParser {
                 throw error("invalid escape sequence: backslash followed by \(found())")
             }
         }
-        return String(decoding: out, as: UTF8.self)
+        // RFC 8259 documents are UTF-8; invalid bytes are an error, not silently replaced.
+        guard let text = String(validating: out, as: UTF8.self) else { throw error("invalid UTF-8 in a string", at: start) }
+        return text
     }
 
     private mutating func parseHex4() throws(JSONParseError) -> UInt32 {
