@@ -39,12 +39,7 @@ final class FaultTests {
         defer { _ = try? devnet.configure(["tx_mine_delay_ms": 0]) }
         let id = try JobStore.submit(try harness.db(), JobSubmission(kind: "sd", taskArgs: PipelineHarness.sdArgs(images: 1)))
         let first = try harness.startWorker(name: "doomed", extra: ["--lease-seconds", "3"])
-        var sent = false
-        for _ in 0..<300 where !sent {
-            Thread.sleep(forTimeInterval: 0.05)
-            sent = try harness.db().query("SELECT count(*) FROM crynux.job_transactions WHERE job_id = $1 AND send_count > 0", [id])[0]
-                .get(0, as: Int64.self) > 0
-        }
+        let sent = try harness.waitUntilBroadcast(jobId: id)
         #expect(sent, "the first worker never broadcast:\n\(first.output)")
         first.signal(SIGKILL)
         _ = first.wait(timeout: 10)
@@ -132,12 +127,7 @@ final class FaultTests {
         defer { _ = try? devnet.configure(["tx_mine_delay_ms": 0]) }
         let id = try JobStore.submit(try harness.db(), JobSubmission(kind: "gpt", taskArgs: PipelineHarness.gptArgs("terminated")))
         let first = try harness.startWorker(name: "terminated")
-        var sent = false
-        for _ in 0..<300 where !sent {
-            Thread.sleep(forTimeInterval: 0.05)
-            sent = try harness.db().query("SELECT count(*) FROM crynux.job_transactions WHERE job_id = $1 AND send_count > 0", [id])[0]
-                .get(0, as: Int64.self) > 0
-        }
+        let sent = try harness.waitUntilBroadcast(jobId: id)
         #expect(sent, "\(first.output)")
         first.signal(SIGTERM)
         #expect(first.wait(timeout: 30) == 0, "\(first.output)")

@@ -48,6 +48,18 @@ struct PipelineHarness {
         return logs
     }
 
+    /// Waits until a transaction of the job has been sent at least once; false on timeout.
+    func waitUntilBroadcast(jobId: Int64, timeout: Double = 15) throws -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let sent = try db().query("SELECT count(*) FROM crynux.job_transactions WHERE job_id = $1 AND send_count > 0", [jobId])[0]
+                .get(0, as: Int64.self)
+            if sent > 0 { return true }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return false
+    }
+
     func jobs() throws -> [Job] {
         try db().query("SELECT * FROM crynux.jobs ORDER BY id").map { try Job(row: $0) }
     }
