@@ -125,35 +125,25 @@ public final class RelayClient: Sendable {
     /// `POST /v1/inference_tasks` with the exact argument string whose keccak256 is the task hash.
     public func uploadTaskArguments(taskId: UInt64, arguments: String) throws(RelayError) -> UploadOutcome {
         let payload = GoJSON.object([("task_args", .string(arguments)), ("task_id", .uint(taskId))])
-        var resynced = false
-        while true {
-            let ts = try timestamp()
-            let signature = try sign(payload, ts)
+        let response = try sendSigned(payload) { ts, signature in
             let body = GoJSON.object([
                 ("task_args", .string(arguments)), ("task_id", .uint(taskId)),
                 ("timestamp", .int(ts)), ("signature", .string(signature)),
             ])
-            let response = try send {
-                try http.post(baseURL + "/v1/inference_tasks", json: body, timeout: timeout)
+            return try self.http.post(self.baseURL + "/v1/inference_tasks", json: body, timeout: self.timeout)
+        }
+        switch response.status {
+        case 200:
+            return .uploaded
+        case 400:
+            let error = RelayValidationError(body: response.body)
+            switch error.message {
+            case "Task not found on the Blockchain": return .notYetOnChain
+            case "Task already uploaded": return .alreadyUploaded
+            default: return .rejected(error.description)
             }
-            switch response.status {
-            case 200:
-                return .uploaded
-            case 400:
-                let error = RelayValidationError(body: response.body)
-                switch error.message {
-                case "Task not found on the Blockchain": return .notYetOnChain
-                case "Task already uploaded": return .alreadyUploaded
-                case "Invalid signature" where !resynced:
-                    // An expired timestamp reads as an invalid signature: measure the clock again, retry once.
-                    resynced = true
-                    _ = try timestamp(forceSync: true)
-                    continue
-                default: return .rejected(error.description)
-                }
-            default:
-                throw RelayError("POST /v1/inference_tasks answered HTTP \(response.status): \(Self.snippet(response.body))")
-            }
+        default:
+            throw RelayError("POST /v1/inference_tasks answered HTTP \(response.status): \(Self.snippet(response.body))")
         }
     }
 
@@ -164,32 +154,38 @@ public final class RelayClient: Sendable {
     public func downloadResult(taskId: UInt64, index: Int, kind: TaskKind? = nil) throws(RelayError) -> DownloadOutcome {
         precondition(index >= 0, "result indexes start at 0")
         let payload = GoJSON.object([("image_num", .string(String(index))), ("task_id", .uint(taskId))])
-        var resynced = false
-        while true {
-            let ts = try timestamp()
-            let signature = try sign(payload, ts)
-            let url = baseURL + "/v1/inference_tasks/\(taskId)/results/\(index)?timestamp=\(ts)&signature=\(signature)"
-            let response = try send { try http.get(url, timeout: timeout) }
-            switch response.status {
-            case 200:
-                return .data(response.body, contentType: Self.contentType(of: response, kind: kind))
-            case 404:
-                return .notReady("HTTP 404: \(Self.snippet(response.body))")
-            case 400:
-                let error = RelayValidationError(body: response.body)
-                switch error.message {
-                case "Task results not uploaded": return .notReady(error.description)
-                case "Invalid signature" where !resynced:
-                    resynced = true
-                    _ = try timestamp(forceSync: true)
-                    continue
-                default: return .rejected(error.description)
-                }
-            default:
-                throw RelayError("GET result \(index) of task \(taskId) answered HTTP \(response.status): "
-                    + Self.snippet(response.body))
-            }
+        let response = try sendSigned(payload) { ts, signature in
+            try self.http.get(self.baseURL + "/v1/inference_tasks/\(taskId)/results/\(index)?timestamp=\(ts)&signature=\(signature)",
+                              timeout: self.timeout)
         }
+        switch response.status {
+        case 200:
+            return .data(response.body, contentType: Self.contentType(of: response, kind: kind))
+        case 404:
+            return .notReady("HTTP 404: \(Self.snippet(response.body))")
+        case 400:
+            let error = RelayValidationError(body: response.body)
+            if error.message == "Task results not uploaded" { return .notReady(error.description) }
+            return .rejected(error.description)
+        default:
+            throw RelayError("GET result \(index) of task \(taskId) answered HTTP \(response.status): "
+                + Self.snippet(response.body))
+        }
+    }
+
+    /// Signs `payload` with the current timestamp and sends the request `build` makes. An expired
+    /// timestamp reads as "Invalid signature": then the clock is measured again and it is sent once more.
+    private func sendSigned(_ payload: [UInt8], _ build: (Int64, String) throws -> HTTPResponse) throws(RelayError) -> HTTPResponse {
+        var response: HTTPResponse
+        var resynced = false
+        repeat {
+            let ts = try timestamp(forceSync: resynced)
+            let signature = try sign(payload, ts)
+            response = try send { try build(ts, signature) }
+            guard !resynced, response.status == 400, RelayValidationError(body: response.body).message == "Invalid signature" else { break }
+            resynced = true
+        } while true
+        return response
     }
 
     static func contentType(of response: HTTPResponse, kind: TaskKind?) -> String {
