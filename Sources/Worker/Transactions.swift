@@ -50,7 +50,9 @@ struct Transactions {
     func signAndStore(_ db: PostgresConnection, job: Job, worker: String, purpose: Purpose, nonce reuse: Int64? = nil,
                       data: [UInt8], value: BigUInt, gasLimit: UInt64, gasPrice: BigUInt,
                       jobFields: [(String, (any PostgresEncodable)?)], detail: String) throws -> StoredTransaction {
-        try db.transaction { db in
+        // Asked before the transaction: nothing goes to the network while the wallet row is locked.
+        let tip = config.useEIP1559 ? min(try network.rpc.maxPriorityFeePerGas(), gasPrice) : nil
+        return try db.transaction { db in
             let nonce: Int64
             if let reuse {
                 nonce = reuse
@@ -63,7 +65,7 @@ struct Transactions {
                 try db.execute("UPDATE crynux.wallets SET next_nonce = next_nonce + 1, updated_at = now() WHERE address = $1",
                                [network.walletHex])
             }
-            let signed = try sign(nonce: UInt64(nonce), data: data, value: value, gasLimit: gasLimit, gasPrice: gasPrice)
+            let signed = try sign(nonce: UInt64(nonce), data: data, value: value, gasLimit: gasLimit, gasPrice: gasPrice, tip: tip)
             let hash = signed.hash.hex
             // The job's own tx columns describe its createTask; other transactions live only in job_transactions.
             let txFields: [(String, (any PostgresEncodable)?)] = purpose == .createTask ? [("tx_nonce", nonce), ("tx_hash", hash)] : []
@@ -80,9 +82,9 @@ struct Transactions {
         }
     }
 
-    private func sign(nonce: UInt64, data: [UInt8], value: BigUInt, gasLimit: UInt64, gasPrice: BigUInt) throws -> SignedTransaction {
-        if config.useEIP1559 {
-            let tip = min(try network.rpc.maxPriorityFeePerGas(), gasPrice)
+    /// EIP-1559 when a tip is given, else legacy EIP-155.
+    private func sign(nonce: UInt64, data: [UInt8], value: BigUInt, gasLimit: UInt64, gasPrice: BigUInt, tip: BigUInt?) throws -> SignedTransaction {
+        if let tip {
             return try EIP1559Transaction(chainId: network.chainId, nonce: nonce, maxPriorityFeePerGas: tip, maxFeePerGas: gasPrice,
                                           gasLimit: gasLimit, to: network.task.address, value: value, data: data)
                 .signed(with: network.key)
