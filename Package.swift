@@ -22,14 +22,17 @@ let package = Package(
                        providers: [.apt(["libcurl4-openssl-dev"])]),
 
         .target(name: "Postgres", dependencies: ["CLibPQ"]),
+        // The one JSON value type and its strict parser (task arguments, Relay answers, JSON-RPC).
+        .target(name: "StrictJSON"),
         .target(name: "HTTP", dependencies: ["CCurl"]),
         .target(name: "Ethereum", dependencies: [
-            "CSecp256k1", "HTTP",
+            "CSecp256k1", "HTTP", "StrictJSON",
             .product(name: "BigInt", package: "BigInt"),
         ]),
-        .target(name: "Crynux", dependencies: ["Ethereum", "HTTP", .product(name: "BigInt", package: "BigInt")]),
-        // Jobs schema: migrations, submission, claiming with leases, job history. No network code.
-        .target(name: "JobQueue", dependencies: ["Postgres"], resources: [.copy("Migrations")]),
+        .target(name: "Crynux", dependencies: ["Ethereum", "HTTP", "StrictJSON", .product(name: "BigInt", package: "BigInt")]),
+                // The one store: every SQL statement (jobs, history, transactions, wallets, results) lives here.
+        .target(name: "JobQueue", dependencies: ["Postgres", "Ethereum", .product(name: "BigInt", package: "BigInt")],
+                resources: [.copy("Migrations")]),
         // The stage machine that moves claimed jobs through create, upload, poll and fetch.
         .target(name: "Worker", dependencies: [
             "JobQueue", "Postgres", "Ethereum", "Crynux", "HTTP", .product(name: "BigInt", package: "BigInt"),
@@ -45,9 +48,9 @@ let package = Package(
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "HTTPTests", dependencies: ["HTTP", "TestSupport"]),
         .testTarget(name: "EthereumTests", dependencies: [
-            "Ethereum", "HTTP", "TestSupport", .product(name: "BigInt", package: "BigInt"),
+            "Ethereum", "HTTP", "StrictJSON", "TestSupport", .product(name: "BigInt", package: "BigInt"),
         ], resources: [.copy("Fixtures")]),
-        .testTarget(name: "CrynuxTests", dependencies: ["Crynux", "Ethereum", "HTTP", .product(name: "BigInt", package: "BigInt")]),
+        .testTarget(name: "CrynuxTests", dependencies: ["Crynux", "Ethereum", "HTTP", "StrictJSON", "TestSupport", .product(name: "BigInt", package: "BigInt")]),
         .testTarget(name: "JobQueueTests", dependencies: ["JobQueue", "Postgres", "TestSupport", "crynux-worker"]),
         .testTarget(name: "WorkerTests", dependencies: [
             "Worker", "JobQueue", "Postgres", "Ethereum", "Crynux", "TestSupport", "crynux-worker",

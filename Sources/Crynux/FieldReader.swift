@@ -1,4 +1,5 @@
 import Ethereum
+import StrictJSON
 /// Reads typed fields out of a JSON object and turns every mismatch into a `TaskArgumentsError`
 /// naming the full field path.
 struct FieldReader {
@@ -11,7 +12,7 @@ struct FieldReader {
     }
 
     /// Wraps a value that must be an object.
-    init(value: JSONValue, path: String) throws(TaskArgumentsError) {
+    init(value: JSON, path: String) throws(TaskArgumentsError) {
         guard case .object(let o) = value else {
             throw TaskArgumentsError(field: path, message: "must be an object (got \(value.brief))")
         }
@@ -28,7 +29,7 @@ struct FieldReader {
         fail(key, "is missing (expected \(expected))")
     }
 
-    func mismatch(_ key: String, expected: String, got: JSONValue) -> TaskArgumentsError {
+    func mismatch(_ key: String, expected: String, got: JSON) -> TaskArgumentsError {
         fail(key, "must be \(expected) (got \(got.brief))")
     }
 

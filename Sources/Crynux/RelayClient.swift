@@ -2,6 +2,7 @@ import Ethereum
 import Foundation
 import HTTP
 import Synchronization
+import StrictJSON
 
 public enum UploadOutcome: Sendable, Equatable {
     case uploaded
@@ -78,7 +79,7 @@ public final class RelayClient: Sendable {
         guard response.status == 200 else {
             throw RelayError("GET /v1/now answered HTTP \(response.status): \(Self.snippet(response.body))")
         }
-        guard case .object(let root)? = try? JSONValue.parse(bytes: response.body),
+        guard case .object(let root)? = try? JSON.parse(bytes: response.body),
               case .object(let data)? = root["data"], case .number(let n)? = data["now"],
               let now = n.integerValue else {
             throw RelayError("GET /v1/now answered an unexpected body: \(Self.snippet(response.body))")
@@ -195,7 +196,7 @@ public final class RelayClient: Sendable {
         }
         if let kind { return kind.resultContentType }
         if response.body.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) { return "image/png" }
-        if (try? JSONValue.parse(bytes: response.body)) != nil { return "application/json" }
+        if (try? JSON.parse(bytes: response.body)) != nil { return "application/json" }
         return "application/octet-stream"
     }
 
@@ -229,7 +230,7 @@ struct RelayValidationError: CustomStringConvertible {
     let message: String
 
     init(body: [UInt8]) {
-        if case .object(let root)? = try? JSONValue.parse(bytes: body) {
+        if case .object(let root)? = try? JSON.parse(bytes: body) {
             if case .object(let data)? = root["data"], case .string(let message)? = data["message"] {
                 self.message = message
                 self.field = data["field_name"]?.stringValue

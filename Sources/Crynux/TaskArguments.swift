@@ -1,4 +1,5 @@
 import Ethereum
+import StrictJSON
 
 public enum TaskArguments {
     /// Parses and validates the exact argument string; never changes it (the Relay gets the same bytes,
@@ -35,9 +36,9 @@ public enum TaskArguments {
             throw TaskArgumentsError(field: "task_args", message:
                 "must fit in the Relay's 32 MiB request limit (got \(arguments.utf8.count) bytes, \(encoded) once escaped)")
         }
-        let value: JSONValue
+        let value: JSON
         do {
-            value = try JSONValue.parse(arguments)
+            value = try JSON.parse(arguments)
         } catch {
             throw TaskArgumentsError(field: "task_args", message: "must be valid JSON (\(error))")
         }

@@ -101,20 +101,21 @@ public struct TaskContract: Sendable {
     // MARK: calldata
 
     /// `createTask(taskType, taskHash, dataHash, vramLimit, cap)`; the fee is the transaction's value.
-    /// Hashes must be 32 bytes. A cap of 0 is encoded as given, but the contract divides the fee by it
-    /// when the task has to be queued (Panic 0x12).
+    /// Hashes must be 32 bytes (else it throws). A cap of 0 is encoded as given, but the contract
+    /// divides the fee by it when the task has to be queued (Panic 0x12).
     public func createTaskCall(taskType: UInt64, taskHash: [UInt8], dataHash: [UInt8] = TaskContract.zero32,
-                               vramLimit: UInt64, cap: UInt64) -> [UInt8] {
-        precondition(taskHash.count == 32 && dataHash.count == 32, "taskHash and dataHash are 32 bytes")
-        return Self.createTaskSelector + Self.word(taskType) + taskHash + dataHash + Self.word(vramLimit) + Self.word(cap)
+                               vramLimit: UInt64, cap: UInt64) throws -> [UInt8] {
+        try ABI.encodeCall(Self.createTaskSignature, [
+            .uint(BigUInt(taskType)), .fixedBytes(taskHash), .fixedBytes(dataHash), .uint(BigUInt(vramLimit)), .uint(BigUInt(cap)),
+        ])
     }
 
     public func getTaskCall(taskId: UInt64) -> [UInt8] {
-        Self.getTaskSelector + Self.word(taskId)
+        Self.getTaskSelector + ABI.uintWord(taskId)
     }
 
     public func cancelTaskCall(taskId: UInt64) -> [UInt8] {
-        Self.cancelTaskSelector + Self.word(taskId)
+        Self.cancelTaskSelector + ABI.uintWord(taskId)
     }
 
     // MARK: getTask
@@ -266,7 +267,7 @@ public struct TaskQueueContract: Sendable {
     }
 
     public func includeCall(taskId: UInt64) -> [UInt8] {
-        Self.includeSelector + TaskContract.word(taskId)
+        Self.includeSelector + ABI.uintWord(taskId)
     }
 
     /// An ABI `bool`: one word that is exactly 0 or 1.

@@ -160,6 +160,9 @@ public enum ABI {
 
     static func word(_ v: BigUInt) -> [UInt8] { v.bytes(width: 32) }
 
+    /// A `uint256` argument word (cannot fail, unlike `encode`).
+    public static func uintWord(_ v: UInt64) -> [UInt8] { word(BigUInt(v)) }
+
     private static func padRight(_ b: [UInt8]) -> [UInt8] {
         let padding = (32 - b.count % 32) % 32
         return b + [UInt8](repeating: 0, count: padding)

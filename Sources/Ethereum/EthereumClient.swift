@@ -1,6 +1,7 @@
 import BigInt
 import Foundation
 import HTTP
+import StrictJSON
 
 /// Blocking JSON-RPC client for an Ethereum node. Safe to share between threads.
 /// Every method throws `EthereumClientError` only.
@@ -92,7 +93,7 @@ public final class EthereumClient: @unchecked Sendable {
 
     public func feeHistory(blockCount: Int, newest: BlockTag, rewardPercentiles: [Double]) throws -> FeeHistory {
         let params: [JSON] = [.string(BigUInt(blockCount).quantityHex), newest.json,
-                              .array(rewardPercentiles.map { .number($0) })]
+                              .array(rewardPercentiles.map { .number(JSONNumber($0)) })]
         return try RPCDecode.feeHistory(call("eth_feeHistory", params))
     }
 
@@ -181,7 +182,7 @@ public final class EthereumClient: @unchecked Sendable {
         }
         let json: JSON
         do {
-            json = try JSON.parse(response.body)
+            json = try JSON.parse(bytes: response.body)
         } catch {
             throw EthereumClientError.malformedResponse("HTTP \(response.status), not JSON: \(snippet)")
         }

@@ -1,4 +1,5 @@
 import BigInt
+import StrictJSON
 
 /// An error object returned by the node (as opposed to a failure to reach it).
 public struct JSONRPCError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -120,7 +121,7 @@ public struct CallRequest: Sendable, Equatable {
         if let gasPrice { o["gasPrice"] = .string(gasPrice.quantityHex) }
         if let maxFeePerGas { o["maxFeePerGas"] = .string(maxFeePerGas.quantityHex) }
         if let maxPriorityFeePerGas { o["maxPriorityFeePerGas"] = .string(maxPriorityFeePerGas.quantityHex) }
-        return .object(o)
+        return .object(JSONObject(o))
     }
 }
 
@@ -216,7 +217,7 @@ public struct LogFilter: Sendable, Equatable {
                 return options.count == 1 ? .string(options[0].hex) : .array(options.map { .string($0.hex) })
             })
         }
-        return .object(o)
+        return .object(JSONObject(o))
     }
 }
 

@@ -1,15 +1,9 @@
+import BigInt
+import Ethereum
 import Foundation
 import Postgres
 
-public enum JobStatus: String, Sendable, CaseIterable {
-    case pending, succeeded, failed, cancelled
-}
-
-public enum JobStage: String, Sendable, CaseIterable {
-    case create, upload, poll, fetch
-}
-
-/// A row of `crynux.jobs` as the worker sees it.
+/// A row of `crynux.jobs` as the worker sees it, with its on-chain facts typed.
 public struct Job: Sendable {
     public let id: Int64
     public let kind: String
@@ -25,37 +19,45 @@ public struct Job: Sendable {
     public let lockedUntil: Date?
     public let leaseToken: Int64
 
-    public let feeWeiOverride: String?
-    public let vramLimitOverride: Int?
-    public let taskTypeOverride: Int?
+    // Inputs that override what the arguments imply.
+    public let feeWeiOverride: BigUInt?
+    public let vramLimitOverride: UInt64?
+    public let taskTypeOverride: UInt64?
 
-    public let taskType: Int?
-    public let taskHash: String?
-    public let cap: Int?
-    public let vramLimit: Int?
-    public let feeWei: String?
-    public let walletAddress: String?
-    public let txNonce: Int64?
-    public let txHash: String?
-    public let txBlockNumber: Int64?
-    public let taskId: Int64?
+    // On-chain facts, filled in as the job proceeds.
+    public let taskType: UInt64?
+    public let taskHash: [UInt8]?
+    public let cap: UInt64?
+    public let vramLimit: UInt64?
+    public let feeWei: BigUInt?
+    public let walletAddress: Address?
+    public let chainId: UInt64?
+    public let txNonce: UInt64?
+    public let txHash: [UInt8]?
+    public let txBlockNumber: UInt64?
+    public let taskId: UInt64?
     public let taskDeadline: Date?
+    public let resultNode: Address?
     public let abortReason: String?
 
     public let submittedAt: Date
     public let txSignedAt: Date?
+    public let txMinedAt: Date?
     public let argsUploadedAt: Date?
+    public let taskQueuedAt: Date?
+    public let taskFinishedAt: Date?
     public let finishedAt: Date?
     public let lastError: String?
     public let retryStage: JobStage?
 
     public init(row: PostgresRow) throws {
+        let read = RowReader(row)
         id = try row.get("id")
         kind = try row.get("kind")
         taskArgs = try row.get("task_args")
         priority = try row.get("priority")
-        status = JobStatus(rawValue: try row.get("status")) ?? .pending
-        stage = JobStage(rawValue: try row.get("stage")) ?? .create
+        status = try read.enumValue("status", JobStatus.self) ?? .pending
+        stage = try read.enumValue("stage", JobStage.self) ?? .create
         runAt = try row.optional("run_at")
         stageAttempts = try row.get("stage_attempts")
         stageEnteredAt = try row.get("stage_entered_at")
@@ -63,30 +65,36 @@ public struct Job: Sendable {
         lockedBy = try row.optional("locked_by")
         lockedUntil = try row.optional("locked_until")
         leaseToken = try row.get("lease_token")
-        feeWeiOverride = try row.optional("fee_wei_override")
-        vramLimitOverride = try row.optional("vram_limit_override")
-        taskTypeOverride = try row.optional("task_type_override")
-        taskType = try row.optional("task_type")
-        taskHash = try row.optional("task_hash")
-        cap = try row.optional("cap")
-        vramLimit = try row.optional("vram_limit")
-        feeWei = try row.optional("fee_wei")
-        walletAddress = try row.optional("wallet_address")
-        txNonce = try row.optional("tx_nonce")
-        txHash = try row.optional("tx_hash")
-        txBlockNumber = try row.optional("tx_block_number")
-        taskId = try row.optional("task_id")
+        feeWeiOverride = try read.wei("fee_wei_override")
+        vramLimitOverride = try read.unsigned("vram_limit_override")
+        taskTypeOverride = try read.unsigned("task_type_override")
+        taskType = try read.unsigned("task_type")
+        taskHash = try read.hexBytes("task_hash", count: 32)
+        cap = try read.unsigned("cap")
+        vramLimit = try read.unsigned("vram_limit")
+        feeWei = try read.wei("fee_wei")
+        walletAddress = try read.address("wallet_address")
+        chainId = try read.unsigned("chain_id")
+        txNonce = try read.unsigned("tx_nonce")
+        txHash = try read.hexBytes("tx_hash", count: 32)
+        txBlockNumber = try read.unsigned("tx_block_number")
+        taskId = try read.unsigned("task_id")
         taskDeadline = try row.optional("task_deadline")
+        resultNode = try read.address("result_node")
         abortReason = try row.optional("abort_reason")
         submittedAt = try row.get("submitted_at")
         txSignedAt = try row.optional("tx_signed_at")
+        txMinedAt = try row.optional("tx_mined_at")
         argsUploadedAt = try row.optional("args_uploaded_at")
+        taskQueuedAt = try row.optional("task_queued_at")
+        taskFinishedAt = try row.optional("task_finished_at")
         finishedAt = try row.optional("finished_at")
         lastError = try row.optional("last_error")
-        retryStage = try row.optional("retry_stage", as: String.self).flatMap(JobStage.init(rawValue:))
+        retryStage = try read.enumValue("retry_stage", JobStage.self)
     }
 }
 
+/// One line of a job's history.
 public struct JobEvent: Sendable {
     public let at: Date
     public let fromStatus: String?
@@ -95,4 +103,107 @@ public struct JobEvent: Sendable {
     public let toStage: String
     public let detail: String
     public let worker: String?
+}
+
+/// Why a transaction was signed for a job.
+public enum TransactionPurpose: String, Sendable {
+    case createTask = "create_task"
+    case cancelTask = "cancel_task"
+}
+
+/// A transaction signed for a job, as stored in `crynux.job_transactions` before it was sent.
+public struct StoredTransaction: Sendable, Equatable {
+    public let hash: [UInt8]
+    public let purpose: TransactionPurpose
+    public let nonce: UInt64
+    public let raw: [UInt8]
+    public let gasPrice: BigUInt
+    public let gasLimit: UInt64
+    public let value: BigUInt
+    public let signedAt: Date
+    public let lastSentAt: Date?
+
+    public init(hash: [UInt8], purpose: TransactionPurpose, nonce: UInt64, raw: [UInt8], gasPrice: BigUInt, gasLimit: UInt64,
+                value: BigUInt, signedAt: Date, lastSentAt: Date?) {
+        self.hash = hash
+        self.purpose = purpose
+        self.nonce = nonce
+        self.raw = raw
+        self.gasPrice = gasPrice
+        self.gasLimit = gasLimit
+        self.value = value
+        self.signedAt = signedAt
+        self.lastSentAt = lastSentAt
+    }
+
+    init(row: PostgresRow) throws {
+        let read = RowReader(row)
+        guard let hash = try read.hexBytes("tx_hash", count: 32), let nonce = try read.unsigned("nonce"),
+              let purpose = try read.enumValue("purpose", TransactionPurpose.self),
+              let gasPrice = try read.wei("gas_price_wei"), let gasLimit = try read.unsigned("gas_limit"),
+              let value = try read.wei("value_wei") else {
+            throw PostgresError(.decoding, "a crynux.job_transactions row lacks a required value")
+        }
+        self.init(hash: hash, purpose: purpose, nonce: nonce, raw: try row.get("raw_tx"), gasPrice: gasPrice, gasLimit: gasLimit,
+                  value: value, signedAt: try row.get("signed_at"), lastSentAt: try row.optional("last_sent_at"))
+    }
+}
+
+/// One result file of a finished task.
+public struct ResultFile: Sendable, Equatable {
+    public let index: Int
+    public let contentType: String
+    public let data: [UInt8]
+
+    public init(index: Int, contentType: String, data: [UInt8]) {
+        self.index = index
+        self.contentType = contentType
+        self.data = data
+    }
+}
+
+/// Reads the typed columns: a value that does not fit its type is a clear error, never a trap.
+struct RowReader {
+    let row: PostgresRow
+    init(_ row: PostgresRow) { self.row = row }
+
+    func unsigned(_ column: String) throws -> UInt64? {
+        guard let value = try row.optional(column, as: Int64.self) else { return nil }
+        guard let unsigned = UInt64(exactly: value) else {
+            throw PostgresError(.decoding, "column \(column) holds \(value), not a non-negative integer")
+        }
+        return unsigned
+    }
+
+    func wei(_ column: String) throws -> BigUInt? {
+        guard let text = try row.optional(column, as: String.self) else { return nil }
+        guard let value = BigUInt(text, radix: 10) else {
+            throw PostgresError(.decoding, "column \(column) holds \(text.prefix(40)), not a whole number of wei")
+        }
+        return value
+    }
+
+    func hexBytes(_ column: String, count: Int) throws -> [UInt8]? {
+        guard let text = try row.optional(column, as: String.self) else { return nil }
+        guard let bytes = [UInt8](hex: text), bytes.count == count else {
+            throw PostgresError(.decoding, "column \(column) holds \(text.prefix(80)), not \(count) bytes of hex")
+        }
+        return bytes
+    }
+
+    func address(_ column: String) throws -> Address? {
+        guard let text = try row.optional(column, as: String.self) else { return nil }
+        guard let address = Address(hex: text) else {
+            throw PostgresError(.decoding, "column \(column) holds \(text.prefix(60)), not an address")
+        }
+        return address
+    }
+
+    func enumValue<T: RawRepresentable>(_ column: String, _ type: T.Type) throws -> T? where T.RawValue == String {
+        guard let text = try row.optional(column, as: String.self) else { return nil }
+        guard let value = T(rawValue: text) else {
+            throw PostgresError(.decoding, "column \(column) holds an unknown value \(text.prefix(40))")
+        }
+        return value
+    }
 }

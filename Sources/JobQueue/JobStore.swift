@@ -36,6 +36,8 @@ public enum CancelOutcome: Sendable, Equatable {
 public enum RetryOutcome: Sendable, Equatable {
     case requeued(from: JobStage)
     case notFailed(JobStatus)
+    /// The stage the failure allows needs a fact the job lacks; the sentence says which.
+    case refused(String)
 }
 
 public struct JobStoreError: Error, Sendable, CustomStringConvertible {
@@ -105,21 +107,28 @@ public enum JobStore {
 
     /// Puts a failed job back in the queue at the stage its failure allows: the failed stage
     /// while its on-chain task can still deliver, or `create` (a new paid task) only when the
-    /// old one is certainly dead.
+    /// old one is certainly dead. A stage that needs a fact the job lacks (a task id) is refused.
     public static func retry(_ db: PostgresConnection, id: Int64) throws -> RetryOutcome {
         try db.transaction { db in
-            guard let row = try db.query("SELECT status, stage, retry_stage FROM crynux.jobs WHERE id = $1 FOR UPDATE", [id]).first else {
+            guard let row = try db.query("SELECT status, stage, retry_stage, task_id, tx_hash FROM crynux.jobs WHERE id = $1 FOR UPDATE",
+                                         [id]).first else {
                 throw JobStoreError("no job \(id)")
             }
-            let status = JobStatus(rawValue: try row.get("status")) ?? .pending
+            let read = RowReader(row)
+            let status = try read.enumValue("status", JobStatus.self) ?? .pending
             guard status == .failed else { return .notFailed(status) }
-            let stage: String = try row.get("stage")
-            let from = JobStage(rawValue: try row.optional("retry_stage") ?? stage) ?? .create
+            let stage = try read.enumValue("stage", JobStage.self) ?? .create
+            let from = try read.enumValue("retry_stage", JobStage.self) ?? stage
+            if from.needsTaskId, try row.isNull("task_id") {
+                let tx: String? = try row.optional("tx_hash")
+                return .refused("job \(id) cannot be retried from \(from.rawValue): it has no task id"
+                    + (tx.map { " (its createTask \($0) was mined without a TaskPending event); look at that transaction before paying for another task" } ?? ""))
+            }
             // A new on-chain task starts from scratch; a live one keeps its on-chain facts.
             let resetChain = from == .create ? """
                 , tx_nonce = NULL, tx_hash = NULL, tx_block_number = NULL, task_id = NULL, task_deadline = NULL,
                   wallet_address = NULL, chain_id = NULL, result_node = NULL, abort_reason = NULL, fee_wei = NULL,
-                  tx_signed_at = NULL, tx_mined_at = NULL, args_uploaded_at = NULL, task_finished_at = NULL
+                  tx_signed_at = NULL, tx_mined_at = NULL, args_uploaded_at = NULL, task_queued_at = NULL, task_finished_at = NULL
                 """ : ""
             try db.execute("""
                 UPDATE crynux.jobs SET status = 'pending', stage = $2, run_at = now(), stage_attempts = 0,
@@ -128,10 +137,24 @@ public enum JobStore {
                     updated_at = now() \(resetChain)
                 WHERE id = $1
                 """, [id, from.rawValue])
-            try appendEvent(db, jobId: id, from: (status.rawValue, stage), to: ("pending", from.rawValue),
+            try appendEvent(db, jobId: id, from: (status.rawValue, stage.rawValue), to: ("pending", from.rawValue),
                             detail: from == .create ? "retry: new on-chain task (the previous one is dead)" : "retry from \(from.rawValue)")
             try db.notify(notifyChannel)
             return .requeued(from: from)
+        }
+    }
+
+    /// Stored result files of the given jobs (every job's when `ids` is empty), in job and index order.
+    public static func results(_ db: PostgresConnection, jobIds ids: [Int64]) throws -> [(jobId: Int64, file: ResultFile)] {
+        let rows = ids.isEmpty
+            ? try db.query("SELECT job_id, result_index, content_type, data FROM crynux.job_results ORDER BY job_id, result_index")
+            : try db.query("""
+                SELECT job_id, result_index, content_type, data FROM crynux.job_results
+                WHERE job_id = ANY($1::bigint[]) ORDER BY job_id, result_index
+                """, ["{" + ids.map(String.init).joined(separator: ",") + "}"])
+        return try rows.map { row in
+            (try row.get("job_id"), ResultFile(index: try row.get("result_index"), contentType: try row.get("content_type"),
+                                               data: try row.get("data")))
         }
     }
 

@@ -1,36 +1,10 @@
+import BigInt
+import Ethereum
 import Foundation
 import Postgres
 
-/// A change to a claimed job, written only if the worker still holds its lease.
-public struct JobUpdate {
-    public var status: JobStatus?
-    public var stage: JobStage?
-    /// When the job is due again, in seconds from now (pending jobs only).
-    public var runAfter: Double
-    /// Extra columns to set. Names come from code, never from input.
-    public var fields: [(String, (any PostgresEncodable)?)]
-    /// A line for the job's history; a change of status or stage always gets one.
-    public var detail: String?
-    /// Whether this counts as a failed try of the stage (for backoff and stage limits).
-    public var countsAsAttempt: Bool
-    /// A step that went well ends a streak of failed tries, so backoff starts low again.
-    public var resetsAttempts: Bool
-
-    public init(status: JobStatus? = nil, stage: JobStage? = nil, runAfter: Double = 0,
-                fields: [(String, (any PostgresEncodable)?)] = [], detail: String? = nil, countsAsAttempt: Bool = false,
-                resetsAttempts: Bool = false) {
-        self.status = status
-        self.stage = stage
-        self.runAfter = runAfter
-        self.fields = fields
-        self.detail = detail
-        self.countsAsAttempt = countsAsAttempt
-        self.resetsAttempts = resetsAttempts
-    }
-}
-
-/// Claiming due jobs under a lease, and fenced writes back.
-public enum JobLeases {
+/// Claiming due jobs under a lease, and applying stage outcomes fenced by it.
+extension JobStore {
     /// Claims up to `limit` due jobs for `worker`, with `FOR UPDATE SKIP LOCKED` so concurrent
     /// workers never wait on each other, and commits at once: no transaction stays open while
     /// the stage does its network work. Each claim bumps the job's lease token.
@@ -50,11 +24,104 @@ public enum JobLeases {
             """, [Int64(limit), worker, leaseSeconds]).map { try Job(row: $0) }
     }
 
-    /// Writes `update` if `job`'s lease is still ours; returns false (writing nothing) if another
-    /// worker or an operator has taken the job since. Releases the lease unless `keepLease`.
+    /// Applies a stage's outcome if `job`'s lease is still ours, together with its history row and
+    /// what the stage observed, in one database transaction. Returns false (writing nothing) when
+    /// another worker or an operator has taken the job since. `.sign` goes through `record`.
     @discardableResult
-    public static func apply(_ db: PostgresConnection, _ update: JobUpdate, to job: Job, worker: String,
-                             keepLease: Bool = false) throws -> Bool {
+    public static func apply(_ db: PostgresConnection, _ outcome: StageOutcome, to job: Job, worker: String,
+                             observed: Observations = Observations()) throws -> Bool {
+        try db.transaction { db in
+            let update: JobUpdate
+            var results: [ResultFile] = []
+            switch outcome {
+            case .advance(let stage, let after, let facts, let note):
+                update = JobUpdate(stage: stage, runAfter: after, facts: facts, detail: note, resetsAttempts: true)
+            case .wait(let after, let facts, let note, let failedTry, let error):
+                var update_ = JobUpdate(runAfter: after, facts: facts, detail: note, countsAsAttempt: failedTry, resetsAttempts: !failedTry)
+                if let error { update_.text["last_error"] = String?.some(error) }
+                update = update_
+            case .fail(let reason, let retryFrom, let facts):
+                update = JobUpdate(status: .failed, facts: facts, detail: reason,
+                                   text: ["last_error": reason, "retry_stage": retryFrom.rawValue])
+            case .cancel(let note, let facts):
+                update = JobUpdate(status: .cancelled, facts: facts, detail: note, text: ["last_error": "cancelled by operator"])
+            case .succeed(let files, let note):
+                results = files
+                update = JobUpdate(status: .succeeded, facts: JobFacts(), detail: note, text: ["last_error": String?.none],
+                                   stampResultsStored: true)
+            case .sign:
+                throw PostgresError(.usage, "a .sign outcome is applied with JobStore.record")
+            }
+            guard try write(db, update, to: job, worker: worker, keepLease: false) else { return false }
+            for file in results {
+                try db.execute("""
+                    INSERT INTO crynux.job_results (job_id, result_index, content_type, data) VALUES ($1, $2, $3, $4)
+                    ON CONFLICT (job_id, result_index) DO UPDATE SET content_type = EXCLUDED.content_type, data = EXCLUDED.data, stored_at = now()
+                    """, [job.id, try int32(file.index, "result index"), file.contentType, file.data])
+            }
+            try record(db, observed)
+            return true
+        }
+    }
+
+    /// Writes what a stage observed when its outcome cannot be applied (the lease is gone, or the
+    /// stage failed): a send or a receipt is a fact about the chain whoever owns the job now.
+    public static func record(_ db: PostgresConnection, _ observed: Observations) throws {
+        for hash in observed.sent {
+            try db.execute("UPDATE crynux.job_transactions SET last_sent_at = now(), send_count = send_count + 1 WHERE tx_hash = $1",
+                           [hash.hex])
+        }
+        for receipt in observed.mined {
+            try db.execute("UPDATE crynux.job_transactions SET mined_block = $2, mined_status = $3 WHERE tx_hash = $1",
+                           [receipt.hash.hex, try int64(receipt.block, "block number"), receipt.succeeded])
+        }
+        if let wallet = observed.walletNonce {
+            try reconcileWallet(db, wallet.wallet, chainId: wallet.chainId, pendingNonce: wallet.pending)
+        }
+    }
+
+    /// Gives back every lease `worker` holds, making those jobs due now (graceful shutdown).
+    @discardableResult
+    public static func releaseAll(_ db: PostgresConnection, worker: String) throws -> Int {
+        try db.execute("""
+            UPDATE crynux.jobs SET locked_by = NULL, locked_until = NULL, lease_token = lease_token + 1,
+                run_at = least(run_at, now()), updated_at = now()
+            WHERE locked_by = $1 AND status = 'pending'
+            """, [worker])
+    }
+
+    /// Seconds until the next pending job is due (negative when one is overdue); nil when none is pending.
+    public static func secondsUntilNextDue(_ db: PostgresConnection) throws -> Double? {
+        try db.query("""
+            SELECT extract(epoch FROM min(run_at) - now())::float8 AS wait FROM crynux.jobs WHERE status = 'pending'
+            """)[0].optional("wait", as: Double.self)
+    }
+
+    public static func pendingCount(_ db: PostgresConnection) throws -> Int64 {
+        try db.query("SELECT count(*) FROM crynux.jobs WHERE status = 'pending'")[0].get(0, as: Int64.self)
+    }
+
+    // MARK: the fenced write
+
+    /// A change to a claimed job. Column names come from this file only.
+    struct JobUpdate {
+        var status: JobStatus?
+        var stage: JobStage?
+        /// When the job is due again, in seconds from now (pending jobs only).
+        var runAfter: Double = 0
+        var facts = JobFacts()
+        var detail: String?
+        var countsAsAttempt = false
+        /// A step that went well ends a streak of failed tries, so backoff starts low again.
+        var resetsAttempts = false
+        /// Text columns to set (a nil value clears the column).
+        var text: [String: String?] = [:]
+        var stampResultsStored = false
+    }
+
+    /// Writes `update` if `job`'s lease is still ours, with its history row; false when it is not.
+    static func write(_ db: PostgresConnection, _ update: JobUpdate, to job: Job, worker: String, keepLease: Bool,
+                      extra: [(String, (any PostgresEncodable)?)] = []) throws -> Bool {
         let newStatus = update.status ?? job.status
         let newStage = update.stage ?? job.stage
         let stageChanged = newStage != job.stage || newStatus != job.status
@@ -69,26 +136,50 @@ public enum JobLeases {
             "updated_at = now()",
         ]
         if !keepLease { sets += ["locked_by = NULL", "locked_until = NULL"] }
-        for (column, value) in update.fields {
+        var columns = try factColumns(update.facts) + extra
+        for (column, value) in update.text.sorted(by: { $0.key < $1.key }) { columns.append((column, value)) }
+        for (column, value) in columns {
             params.append(value)
             sets.append("\(column) = $\(params.count)")
         }
+        for stamp in update.facts.stamps.sorted(by: { $0.rawValue < $1.rawValue }) { sets.append("\(stamp.rawValue) = now()") }
+        if update.stampResultsStored { sets.append("results_stored_at = now()") }
         let changed = try db.execute("UPDATE crynux.jobs SET \(sets.joined(separator: ", ")) WHERE id = $1 AND lease_token = $2", params)
         guard changed == 1 else { return false }
         if stageChanged || update.detail != nil {
-            try JobStore.appendEvent(db, jobId: job.id, from: (job.status.rawValue, job.stage.rawValue),
-                                     to: (newStatus.rawValue, newStage.rawValue), detail: update.detail ?? "", worker: worker)
+            try appendEvent(db, jobId: job.id, from: (job.status.rawValue, job.stage.rawValue),
+                            to: (newStatus.rawValue, newStage.rawValue), detail: update.detail ?? "", worker: worker)
         }
         return true
     }
 
-    /// Gives back every lease `worker` holds, making those jobs due now (graceful shutdown).
-    @discardableResult
-    public static func releaseAll(_ db: PostgresConnection, worker: String) throws -> Int {
-        try db.execute("""
-            UPDATE crynux.jobs SET locked_by = NULL, locked_until = NULL, lease_token = lease_token + 1,
-                run_at = least(run_at, now()), updated_at = now()
-            WHERE locked_by = $1 AND status = 'pending'
-            """, [worker])
+    /// The columns of the facts that are set, in their storage form (hex text, numeric, bigint).
+    private static func factColumns(_ facts: JobFacts) throws -> [(String, (any PostgresEncodable)?)] {
+        var columns: [(String, (any PostgresEncodable)?)] = []
+        func add(_ column: String, _ value: (any PostgresEncodable)?) { if let value { columns.append((column, value)) } }
+        add("task_type", try facts.taskType.map { try int64($0, "task type") })
+        add("task_hash", facts.taskHash?.hex)
+        add("cap", try facts.cap.map { try int64($0, "cap") })
+        add("vram_limit", try facts.vramLimit.map { try int64($0, "VRAM limit") })
+        add("fee_wei", facts.feeWei?.description)
+        add("wallet_address", facts.walletAddress?.bytes.hex)
+        add("chain_id", try facts.chainId.map { try int64($0, "chain id") })
+        add("tx_hash", facts.txHash?.hex)
+        add("tx_block_number", try facts.txBlockNumber.map { try int64($0, "block number") })
+        add("task_id", try facts.taskId.map { try int64($0, "task id") })
+        add("task_deadline", facts.taskDeadline)
+        add("result_node", facts.resultNode?.checksummed)
+        add("abort_reason", facts.abortReason)
+        return columns
+    }
+
+    static func int64(_ value: UInt64, _ what: String) throws -> Int64 {
+        guard let v = Int64(exactly: value) else { throw PostgresError(.usage, "\(what) \(value) does not fit in a bigint column") }
+        return v
+    }
+
+    static func int32(_ value: Int, _ what: String) throws -> Int32 {
+        guard let v = Int32(exactly: value) else { throw PostgresError(.usage, "\(what) \(value) does not fit in an integer column") }
+        return v
     }
 }

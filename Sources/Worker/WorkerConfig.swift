@@ -78,7 +78,8 @@ public struct WorkerConfig: Sendable {
         return min(exponential, retryMax) * Double.random(in: 0.8...1.2)
     }
 
-    func pollDelay(polls: Int) -> Double {
-        min(pollInterval * pow(1.5, Double(min(polls, 20))), pollIntervalMax)
+    /// The next getTask poll: a tenth of the time the task has run so far, within the bounds.
+    func nextPoll(waited: Double) -> Double {
+        min(max(pollInterval, waited / 10), pollIntervalMax)
     }
 }

@@ -1,3 +1,4 @@
+import Crynux
 import Dispatch
 import Ethereum
 import Foundation
@@ -8,14 +9,14 @@ import Postgres
 /// NOTIFY, and a graceful stop on SIGTERM/SIGINT.
 public final class WorkerRuntime: @unchecked Sendable {
     public let config: WorkerConfig
-    private let log: Log
+    private let log: WorkerLog
     private let condition = NSCondition()
     // Guarded by `condition`.
     private var stopping = false
     private var wakeups = 0
     private var running = 0
 
-    public init(config: WorkerConfig, log: Log) {
+    public init(config: WorkerConfig, log: WorkerLog) {
         self.config = config
         self.log = log
     }
@@ -28,15 +29,24 @@ public final class WorkerRuntime: @unchecked Sendable {
             throw WorkerError("the database has no crynux schema: run `crynux-worker migrate` first")
         }
         // A node that is briefly unreachable or failing at start is waited for; a wrong chain is not.
-        let network = try retryingTransient("connecting to \(config.rpcURL)") { try Network.connect(config) }
-        try retryingTransient("reading the wallet's nonce") { try network.reconcileWallet(db) }
-        log.info("started: wallet \(network.address.checksummed), chain \(network.chainId), \(config.concurrency) threads")
+        let network = try retryingTransient("connecting to \(config.rpcURL)") {
+            try EraDNetwork.connect(rpcURL: config.rpcURL, relayURL: config.relayURL, taskContract: config.taskContract,
+                                    taskQueueContract: config.taskQueueContract, key: config.key)
+        }
+        if let expected = config.expectedChainId, expected != network.chainId {
+            throw WorkerError("the node at \(config.rpcURL) serves chain \(network.chainId), not the configured chain \(expected)")
+        }
+        let wallet = Wallet(key: config.key, chainId: network.chainId)
+        let pending = try retryingTransient("reading the wallet's nonce") { try network.pendingNonce(of: wallet.address) }
+        try JobStore.reconcileWallet(db, wallet.address, chainId: wallet.chainId, pendingNonce: pending)
+        log.info("started: wallet \(wallet.address.checksummed), chain \(network.chainId), \(config.concurrency) threads")
+        let pipeline = Pipeline(network: network, wallet: wallet, config: config, worker: config.workerName, log: log)
 
         let done = DispatchGroup()
         for index in 0..<max(config.concurrency, 1) {
             done.enter()
             let thread = Thread { [self] in
-                runLoop(network: network, index: index)
+                runLoop(pipeline, index: index)
                 done.leave()
             }
             thread.name = "stage-\(index)"
@@ -50,8 +60,7 @@ public final class WorkerRuntime: @unchecked Sendable {
                 if try db.waitForNotification(timeout: 0.5) != nil { wakeAll() }
                 if config.exitWhenIdle, -lastIdleCheck.timeIntervalSinceNow >= 1 {
                     lastIdleCheck = Date()
-                    let pending = try db.query("SELECT count(*) FROM crynux.jobs WHERE status = 'pending'")[0].get(0, as: Int64.self)
-                    if pending == 0 {
+                    if try JobStore.pendingCount(db) == 0 {
                         log.info("no pending jobs left; stopping")
                         stop()
                     }
@@ -65,7 +74,7 @@ public final class WorkerRuntime: @unchecked Sendable {
         if done.wait(timeout: .now() + config.shutdownGrace) == .timedOut {
             log.info("stages still running after \(Int(config.shutdownGrace)) s; releasing their leases")
         }
-        let released = try JobLeases.releaseAll(db, worker: config.workerName)
+        let released = try JobStore.releaseAll(db, worker: config.workerName)
         log.info("stopped (\(released) lease(s) handed back)")
     }
 
@@ -130,55 +139,23 @@ public final class WorkerRuntime: @unchecked Sendable {
         condition.unlock()
     }
 
-    private func runLoop(network: Network, index: Int) {
-        let stages = Stages(network: network, worker: config.workerName, log: log)
+    private func runLoop(_ pipeline: Pipeline, index: Int) {
         var connection: PostgresConnection?
         while !isStopping {
             do {
                 let db = try connection ?? PostgresConnection(url: config.databaseURL)
                 connection = db
-                let jobs = try JobLeases.claim(db, worker: config.workerName, limit: config.claimBatch, leaseSeconds: config.leaseSeconds)
+                let jobs = try JobStore.claim(db, worker: config.workerName, limit: config.claimBatch, leaseSeconds: config.leaseSeconds)
                 if jobs.isEmpty {
                     // Sleep until the next job is due (a poll in 0.5 s should not wait for the idle interval).
-                    let nextDue = try db.query("""
-                        SELECT extract(epoch FROM min(run_at) - now())::float8 AS wait FROM crynux.jobs WHERE status = 'pending'
-                        """)[0].optional("wait", as: Double.self)
+                    let nextDue = try JobStore.secondsUntilNextDue(db)
                     idle(upTo: min(max(nextDue ?? config.idleInterval, 0.02), config.idleInterval))
                     continue
                 }
-                let polls = jobs.filter { $0.stage == .poll }
-                if !polls.isEmpty { execute(db, stages, polls) { try stages.poll(db, polls) } }
-                // Closest to done first: a fetch claimed with a handful of creates should not wait for them.
-                let rank: [JobStage: Int] = [.fetch: 3, .upload: 2, .create: 0]
-                for job in jobs.filter({ $0.stage != .poll }).sorted(by: { rank[$0.stage, default: 0] > rank[$1.stage, default: 0] }) {
-                    if isStopping { break }
-                    execute(db, stages, [job]) {
-                        switch job.stage {
-                        case .create: try stages.create(db, job)
-                        case .upload: try stages.upload(db, job)
-                        case .fetch: try stages.fetch(db, job)
-                        case .poll: try stages.poll(db, [job])
-                        }
-                    }
-                }
+                pipeline.run(db, jobs, stopping: { isStopping })
             } catch {
                 log.error("thread \(index): \(error)")
                 Thread.sleep(forTimeInterval: 1)
-            }
-        }
-    }
-
-    private func execute(_ db: PostgresConnection, _ stages: Stages, _ jobs: [Job], _ body: () throws -> Void) {
-        do {
-            try body()
-        } catch is LeaseLost {
-            log.info("job(s) \(jobs.map { String($0.id) }.joined(separator: ",")): lease lost; another worker has taken over")
-        } catch let error as PostgresError {
-            // The lease expires and another try happens; nothing half-written survives a rollback.
-            log.error("database error on job(s) \(jobs.map { String($0.id) }.joined(separator: ",")): \(error)")
-        } catch {
-            for job in jobs {
-                do { try stages.transientFailure(db, job, error) } catch { log.error("job \(job.id): \(error)") }
             }
         }
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Ethereum
 import Foundation
 import JobQueue
 import Postgres
@@ -87,9 +88,9 @@ struct Show: ParsableCommand {
         let facts: [(String, String?)] = [
             ("job", "\(job.id) (\(job.kind))"), ("status", job.status.rawValue), ("stage", job.stage.rawValue),
             ("next run", job.runAt.map(format)), ("attempts in stage", String(job.stageAttempts)),
-            ("wallet", job.walletAddress), ("nonce", job.txNonce.map(String.init)), ("tx hash", job.txHash),
+            ("wallet", job.walletAddress?.checksummed), ("nonce", job.txNonce.map(String.init)), ("tx hash", job.txHash?.hex),
             ("block", job.txBlockNumber.map(String.init)), ("task id", job.taskId.map(String.init)),
-            ("fee (wei)", job.feeWei), ("cap", job.cap.map(String.init)), ("vram (GB)", job.vramLimit.map(String.init)),
+            ("fee (wei)", job.feeWei?.description), ("cap", job.cap.map(String.init)), ("vram (GB)", job.vramLimit.map(String.init)),
             ("abort reason", job.abortReason), ("error", job.lastError), ("retry from", job.retryStage?.rawValue),
         ]
         for (name, value) in facts {
@@ -126,6 +127,7 @@ struct Retry: ParsableCommand {
         switch try JobStore.retry(database.connect(), id: id) {
         case .requeued(let stage): print("job \(id) queued again from stage \(stage.rawValue)")
         case .notFailed(let status): throw ValidationError("job \(id) is \(status.rawValue), not failed")
+        case .refused(let reason): throw ValidationError(reason)
         }
     }
 }
@@ -134,4 +136,24 @@ func format(_ date: Date) -> String {
     let formatter = ISO8601DateFormatter()
     formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
     return formatter.string(from: date)
+}
+
+/// The description file `scripts/devnet up` writes: RPC and relay URLs, chain id, contracts.
+struct DevnetFile {
+    let values: [String: Any]
+
+    init(path: String?) throws {
+        guard let path else {
+            values = [:]
+            return
+        }
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ValidationError("\(path) is not a JSON object")
+        }
+        values = object
+    }
+
+    func string(_ key: String) -> String? { values[key] as? String }
+    func uint64(_ key: String) -> UInt64? { (values[key] as? NSNumber)?.uint64Value }
 }

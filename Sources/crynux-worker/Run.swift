@@ -47,13 +47,9 @@ struct Run: ParsableCommand {
 
     func run() throws {
         let env = ProcessInfo.processInfo.environment
-        var described: [String: Any] = [:]
-        if let devnet {
-            let data = try Data(contentsOf: URL(fileURLWithPath: devnet))
-            described = (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
-        }
+        let described = try DevnetFile(path: devnet)
         func setting(_ flag: String?, _ variable: String, _ key: String) -> String? {
-            flag ?? env[variable].flatMap { $0.isEmpty ? nil : $0 } ?? (described[key] as? String)
+            flag ?? env[variable].flatMap { $0.isEmpty ? nil : $0 } ?? described.string(key)
         }
         guard let rpc = setting(rpcUrl, "CRYNUX_RPC_URL", "rpc_url") else { throw ValidationError("no RPC URL: --rpc-url or CRYNUX_RPC_URL") }
         guard let relay = setting(relayUrl, "CRYNUX_RELAY_URL", "relay_url") else { throw ValidationError("no relay URL: --relay-url or CRYNUX_RELAY_URL") }
@@ -63,7 +59,7 @@ struct Run: ParsableCommand {
         guard let queueHex = setting(taskQueueContract, "CRYNUX_TASK_QUEUE_CONTRACT", "task_queue_contract"), let queue = Address(hex: queueHex) else {
             throw ValidationError("no valid TaskQueue contract address: --task-queue-contract or CRYNUX_TASK_QUEUE_CONTRACT")
         }
-        let expectedChain = chainId ?? env["CRYNUX_CHAIN_ID"].flatMap(UInt64.init) ?? (described["chain_id"] as? NSNumber)?.uint64Value
+        let expectedChain = chainId ?? env["CRYNUX_CHAIN_ID"].flatMap(UInt64.init) ?? described.uint64("chain_id")
 
         let key: PrivateKey
         if let path = privateKeyFile ?? env["CRYNUX_PRIVATE_KEY_FILE"] {
@@ -100,7 +96,7 @@ struct Run: ParsableCommand {
         config.shutdownGrace = shutdownGrace
         config.exitWhenIdle = exitWhenIdle
 
-        let runtime = WorkerRuntime(config: config, log: Log(name: config.workerName, quiet: quiet))
+        let runtime = WorkerRuntime(config: config, log: WorkerLog(name: config.workerName, quiet: quiet))
         let signals = runtime.installSignalHandlers()
         defer { signals.forEach { $0.cancel() } }
         try runtime.run()

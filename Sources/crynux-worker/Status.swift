@@ -13,7 +13,7 @@ struct Status: ParsableCommand {
     func run() throws {
         let report = try StatusReport.load(database.connect())
         var rpc: EthereumClient?
-        if let url = rpcUrl ?? ProcessInfo.processInfo.environment["CRYNUX_RPC_URL"] ?? devnetRPC() {
+        if let url = try rpcUrl ?? ProcessInfo.processInfo.environment["CRYNUX_RPC_URL"] ?? DevnetFile(path: devnet).string("rpc_url") {
             rpc = EthereumClient(url: url)
         }
         print("jobs:")
@@ -47,14 +47,6 @@ struct Status: ParsableCommand {
     }
 }
 
-
-extension Status {
-    func devnetRPC() -> String? {
-        guard let devnet, let data = FileManager.default.contents(atPath: devnet),
-              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
-        return json["rpc_url"] as? String
-    }
-}
 
 /// Wei as a decimal amount of the native token (18 decimals), e.g. "12.5 CNX".
 func formatEther(_ wei: BigUInt) -> String {

@@ -72,7 +72,7 @@ private final class Creator {
     }
 
     func create(_ validated: ValidatedTask) throws -> (taskId: UInt64, receipt: TransactionReceipt) {
-        let data = task.createTaskCall(taskType: validated.taskType, taskHash: validated.taskHash,
+        let data = try task.createTaskCall(taskType: validated.taskType, taskHash: validated.taskHash,
                                        vramLimit: validated.vramLimit, cap: validated.cap)
         let fee = BigUInt(1_000_000_000) * BigUInt(validated.cap)
         let gas = try rpc.estimateGas(CallRequest(from: key.address, to: task.address, data: data, value: fee))

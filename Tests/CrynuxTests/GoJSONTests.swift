@@ -1,5 +1,6 @@
 import Ethereum
 import Testing
+import StrictJSON
 
 @testable import Crynux
 
@@ -49,7 +50,7 @@ import Testing
     @Test func quotedTaskArgumentsRoundTripThroughAJSONParser() throws {
         let args = #"{"prompt":"<&> \u2028 \"q\" / é 😀","n":[1,2.5e3]}"#
         let quoted = GoJSON.quote(args)
-        #expect(try JSONValue.parse(quoted) == .string(args))
+        #expect(try JSON.parse(quoted) == .string(args))
     }
 }
 

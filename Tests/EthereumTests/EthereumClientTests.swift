@@ -4,11 +4,12 @@ import Foundation
 import HTTP
 import TestSupport
 import Testing
+import StrictJSON
 
 @Suite("EthereumClient against a JSON-RPC stub")
 struct EthereumClientTests {
     private func lastRequest(_ stub: RPCStub) throws -> JSON {
-        try JSON.parse(HTTPClient().get(stub.url("/last")).body)
+        try JSON.parse(bytes: HTTPClient().get(stub.url("/last")).body)
     }
 
     @Test func typedResults() throws {

@@ -43,7 +43,7 @@ struct JobQueueTests {
         let claimed = ClaimLog()
         DispatchQueue.concurrentPerform(iterations: 4) { worker in
             guard let conn = try? database.connect() else { return }
-            while let jobs = try? JobLeases.claim(conn, worker: "w\(worker)", limit: 3, leaseSeconds: 60), !jobs.isEmpty {
+            while let jobs = try? JobStore.claim(conn, worker: "w\(worker)", limit: 3, leaseSeconds: 60), !jobs.isEmpty {
                 claimed.add(jobs.map(\.id))
             }
         }
@@ -60,22 +60,22 @@ struct JobQueueTests {
         let nearlyDone = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args, priority: 0))
         try db.execute("UPDATE crynux.jobs SET stage = 'fetch', run_at = now() + interval '1 millisecond' WHERE id = $1", [nearlyDone])
         Thread.sleep(forTimeInterval: 0.01)
-        let claimed = try JobLeases.claim(db, worker: "w", limit: 10, leaseSeconds: 60)
+        let claimed = try JobStore.claim(db, worker: "w", limit: 10, leaseSeconds: 60)
         #expect(claimed.map(\.id) == [high, nearlyDone, low])
     }
 
     @Test func aWorkerWhoseLeaseExpiredCannotWrite() throws {
         let db = try database.connect()
         let id = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args))
-        let slow = try #require(try JobLeases.claim(db, worker: "slow", limit: 1, leaseSeconds: 0.2).first)
-        #expect(try JobLeases.claim(db, worker: "fast", limit: 1, leaseSeconds: 60).isEmpty)
+        let slow = try #require(try JobStore.claim(db, worker: "slow", limit: 1, leaseSeconds: 0.2).first)
+        #expect(try JobStore.claim(db, worker: "fast", limit: 1, leaseSeconds: 60).isEmpty)
         Thread.sleep(forTimeInterval: 0.3)
-        let fast = try #require(try JobLeases.claim(db, worker: "fast", limit: 1, leaseSeconds: 60).first)
+        let fast = try #require(try JobStore.claim(db, worker: "fast", limit: 1, leaseSeconds: 60).first)
         #expect(fast.id == id)
         #expect(fast.leaseToken > slow.leaseToken)
         // The slow worker's outcome is refused; the fast one's lands.
-        #expect(try JobLeases.apply(db, JobUpdate(stage: .upload), to: slow, worker: "slow") == false)
-        #expect(try JobLeases.apply(db, JobUpdate(stage: .upload, detail: "created"), to: fast, worker: "fast"))
+        #expect(try JobStore.apply(db, .advance(to: .upload, note: "created"), to: slow, worker: "slow") == false)
+        #expect(try JobStore.apply(db, .advance(to: .upload, note: "created"), to: fast, worker: "fast"))
         let job = try #require(try JobStore.job(db, id: id))
         #expect(job.stage == .upload)
         #expect(job.lockedBy == nil)
@@ -85,12 +85,13 @@ struct JobQueueTests {
     @Test func failedTriesCountUpAndASuccessEndsTheStreakWithoutRestartingTheStageClock() throws {
         let db = try database.connect()
         let id = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args))
-        func claimed() throws -> Job { try #require(try JobLeases.claim(db, worker: "w", limit: 1, leaseSeconds: 60).first) }
+        func claimed() throws -> Job { try #require(try JobStore.claim(db, worker: "w", limit: 1, leaseSeconds: 60).first) }
         let entered = try #require(try JobStore.job(db, id: id)).stageEnteredAt
-        try JobLeases.apply(db, JobUpdate(countsAsAttempt: true), to: try claimed(), worker: "w")
-        try JobLeases.apply(db, JobUpdate(countsAsAttempt: true), to: try claimed(), worker: "w")
+        try JobStore.apply(db, .wait(after: 0, failedTry: true, error: "node unreachable"), to: try claimed(), worker: "w")
+        try JobStore.apply(db, .wait(after: 0, failedTry: true, error: "node unreachable"), to: try claimed(), worker: "w")
         #expect(try JobStore.job(db, id: id)?.stageAttempts == 2)
-        try JobLeases.apply(db, JobUpdate(resetsAttempts: true), to: try claimed(), worker: "w")
+        #expect(try JobStore.job(db, id: id)?.lastError == "node unreachable")
+        try JobStore.apply(db, .wait(after: 0), to: try claimed(), worker: "w")
         let job = try #require(try JobStore.job(db, id: id))
         #expect(job.stageAttempts == 0)
         #expect(job.stageEnteredAt == entered)
@@ -99,9 +100,9 @@ struct JobQueueTests {
     @Test func cancelFreesTheLeaseAndFencesTheHolder() throws {
         let db = try database.connect()
         let id = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args))
-        let held = try #require(try JobLeases.claim(db, worker: "w", limit: 1, leaseSeconds: 60).first)
+        let held = try #require(try JobStore.claim(db, worker: "w", limit: 1, leaseSeconds: 60).first)
         #expect(try JobStore.cancel(db, id: id) == .cancelled)
-        #expect(try JobLeases.apply(db, JobUpdate(stage: .upload), to: held, worker: "w") == false)
+        #expect(try JobStore.apply(db, .advance(to: .upload, note: "created"), to: held, worker: "w") == false)
         let job = try #require(try JobStore.job(db, id: id))
         #expect(job.status == .cancelled)
         #expect(job.lockedBy == nil)
@@ -124,17 +125,16 @@ struct JobQueueTests {
         let id = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args))
         #expect(try JobStore.retry(db, id: id) == .notFailed(.pending))
         // Failed while fetching from a task that can still deliver: retry keeps the task.
-        var job = try #require(try JobLeases.claim(db, worker: "w", limit: 1, leaseSeconds: 60).first)
-        try JobLeases.apply(db, JobUpdate(status: .failed, stage: .fetch,
-                                          fields: [("task_id", Int64(5)), ("retry_stage", "fetch"), ("last_error", "results not uploaded in time")]),
-                            to: job, worker: "w")
+        var job = try #require(try JobStore.claim(db, worker: "w", limit: 1, leaseSeconds: 60).first)
+        try JobStore.apply(db, .advance(to: .fetch, facts: JobFacts(taskId: 5), note: "task 5 succeeded"), to: job, worker: "w")
+        job = try #require(try JobStore.claim(db, worker: "w", limit: 1, leaseSeconds: 60).first)
+        try JobStore.apply(db, .fail(reason: "results not uploaded in time", retryFrom: .fetch), to: job, worker: "w")
         #expect(try JobStore.retry(db, id: id) == .requeued(from: .fetch))
         job = try #require(try JobStore.job(db, id: id))
         #expect(job.status == .pending && job.stage == .fetch && job.taskId == 5 && job.lastError == nil)
         // Failed because the task was aborted on chain: retry makes a new task.
-        job = try #require(try JobLeases.claim(db, worker: "w", limit: 1, leaseSeconds: 60).first)
-        try JobLeases.apply(db, JobUpdate(status: .failed, fields: [("retry_stage", "create"), ("last_error", "aborted")]),
-                            to: job, worker: "w")
+        job = try #require(try JobStore.claim(db, worker: "w", limit: 1, leaseSeconds: 60).first)
+        try JobStore.apply(db, .fail(reason: "aborted", retryFrom: .create), to: job, worker: "w")
         #expect(try JobStore.retry(db, id: id) == .requeued(from: .create))
         job = try #require(try JobStore.job(db, id: id))
         #expect(job.stage == .create && job.taskId == nil && job.txHash == nil)

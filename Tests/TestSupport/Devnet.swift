@@ -81,7 +81,7 @@ public struct Devnet: Sendable {
     }
 
     /// sha256 (hex) of each file the simulated nodes uploaded for `taskId`, by index.
-    public func uploadedDigests(taskId: Int64) throws -> [Int: String] {
+    public func uploadedDigests(taskId: UInt64) throws -> [Int: String] {
         let json = try admin("GET", "/admin/results/\(taskId)") as? [String: Any]
         var digests: [Int: String] = [:]
         for file in json?["files"] as? [[String: Any]] ?? [] {
@@ -150,4 +150,30 @@ public final class WorkerProcess: @unchecked Sendable {
     }
 
     public func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+
+    /// Waits until the log has a line containing `text`; false when the process exits or `timeout` passes first.
+    public func waitForOutput(containing text: String, timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if output.contains(text) { return true }
+            if !process.isRunning { return output.contains(text) }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return false
+    }
+}
+
+/// The project's shared folder (protocol reference, real ABIs): beside the repository, as in CI.
+public enum SharedFolder {
+    public static func path(_ relative: String, file: String = #filePath) throws -> String {
+        var root = URL(fileURLWithPath: file)
+        while root.path != "/" && !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) {
+            root.deleteLastPathComponent()
+        }
+        let path = root.deletingLastPathComponent().appendingPathComponent("shared").appendingPathComponent(relative).path
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw TestSetupError("\(path) is missing: the shared folder must sit beside the repository")
+        }
+        return path
+    }
 }

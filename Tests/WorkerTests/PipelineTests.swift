@@ -28,7 +28,7 @@ struct PipelineTests {
             let taskId = try #require(job.taskId)
             let expected = try harness.devnet.uploadedDigests(taskId: taskId)
             let rows = try db.query("SELECT result_index, content_type, sha256 FROM crynux.job_results WHERE job_id = $1 ORDER BY result_index", [job.id])
-            let wanted = job.kind == "sd" ? (job.cap ?? 0) : 1
+            let wanted = job.kind == "sd" ? Int(job.cap ?? 0) : 1
             #expect(rows.count == wanted, "job \(job.id)")
             #expect(expected.count == wanted, "job \(job.id)")
             for row in rows {
@@ -136,7 +136,7 @@ struct PipelineTests {
     @Test func sigtermStopsAnIdleWorkerCleanly() throws {
         let harness = try PipelineHarness(devnet: try Devnet.shared())
         let worker = try harness.startWorker(name: "term")
-        Thread.sleep(forTimeInterval: 2)
+        #expect(worker.waitForOutput(containing: "started:", timeout: 60), "\(worker.output)")
         worker.signal(SIGTERM)
         #expect(worker.wait(timeout: 30) == 0, "\(worker.output)")
         #expect(worker.output.contains("stopped"))

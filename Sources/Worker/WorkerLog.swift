@@ -1,7 +1,7 @@
 import Foundation
 
 /// Plain line logging to standard error: time, worker, message. Never given secrets.
-public struct Log: Sendable {
+public struct WorkerLog: Sendable {
     public let name: String
     public var quiet = false
 

@@ -1,15 +1,16 @@
-/// A parsed JSON document, kept close to the source text: numbers keep their literal, booleans are
-/// never confused with numbers, and object keys keep their order.
+/// The one JSON value type of the code base: task arguments, Relay answers and JSON-RPC. Kept close
+/// to the source text: numbers keep their literal, booleans are never confused with numbers, and
+/// object keys keep their order.
 ///
 /// A strict RFC 8259 parser of our own is used instead of JSONSerialization because the network
 /// (Go's encoding/json in the Relay, Python's json on the nodes) must accept whatever we accept, and
 /// Foundation's number bridging blurs `true` and `1`.
-public enum JSONValue: Sendable, Equatable {
+public enum JSON: Sendable, Equatable {
     case null
     case bool(Bool)
     case number(JSONNumber)
     case string(String)
-    case array([JSONValue])
+    case array([JSON])
     case object(JSONObject)
 }
 
@@ -17,6 +18,23 @@ public struct JSONNumber: Sendable, Equatable {
     /// The literal as written, e.g. `"1e3"` or `"-0.5"`.
     public let literal: String
     public let value: Double
+
+    init(literal: String, value: Double) {
+        self.literal = literal
+        self.value = value
+    }
+
+    public init(_ value: Int) {
+        self.init(literal: String(value), value: Double(value))
+    }
+
+    /// Numbers are equal when their values are: `3e2` is `300`.
+    public static func == (a: JSONNumber, b: JSONNumber) -> Bool { a.value == b.value }
+
+    /// A number to send; JSON has no infinities or NaN, so those are written as 0.
+    public init(_ value: Double) {
+        self.init(literal: value.isFinite ? "\(value)" : "0", value: value.isFinite ? value : 0)
+    }
 
     /// The value as an integer when it is mathematically one (`6`, `6.0`, `6e0`), as JSON Schema's
     /// "integer" type (and pydantic's lax int) accept; nil for `1.5` or values beyond ±2^53.
@@ -29,11 +47,21 @@ public struct JSONNumber: Sendable, Equatable {
 /// Object members in document order; a repeated key keeps its last value, as Go and Python do.
 public struct JSONObject: Sendable, Equatable {
     public private(set) var keys: [String] = []
-    private var storage: [String: JSONValue] = [:]
+    private var storage: [String: JSON] = [:]
 
-    public subscript(key: String) -> JSONValue? { storage[key] }
+    public init() {}
 
-    public mutating func set(_ key: String, _ value: JSONValue) {
+    /// Members in key order, so that the same dictionary always serializes the same way.
+    public init(_ dictionary: [String: JSON]) {
+        for key in dictionary.keys.sorted() { set(key, dictionary[key]!) }
+    }
+
+    public subscript(key: String) -> JSON? { storage[key] }
+
+    /// Objects are equal when they have the same members, in whatever order.
+    public static func == (a: JSONObject, b: JSONObject) -> Bool { a.storage == b.storage }
+
+    public mutating func set(_ key: String, _ value: JSON) {
         if storage.updateValue(value, forKey: key) == nil { keys.append(key) }
     }
 
@@ -47,20 +75,20 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
     public var description: String { "invalid JSON at line \(line), column \(column): \(message)" }
 }
 
-extension JSONValue {
-    public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
+extension JSON {
+    public static func parse(_ text: String) throws(JSONParseError) -> JSON {
         var parser = JSONParser(bytes: Array(text.utf8))
         return try parser.parseDocument()
     }
 
-    public static func parse(bytes: [UInt8]) throws(JSONParseError) -> JSONValue {
+    public static func parse(bytes: [UInt8]) throws(JSONParseError) -> JSON {
         var parser = JSONParser(bytes: bytes)
         return try parser.parseDocument()
     }
 
     public var objectValue: JSONObject? { if case .object(let o) = self { o } else { nil } }
     public var stringValue: String? { if case .string(let s) = self { s } else { nil } }
-    public var arrayValue: [JSONValue]? { if case .array(let a) = self { a } else { nil } }
+    public var arrayValue: [JSON]? { if case .array(let a) = self { a } else { nil } }
     public var numberValue: JSONNumber? { if case .number(let n) = self { n } else { nil } }
 
     /// Short human description of a value for error messages: `12`, `1.5`, `true`, `null`,
@@ -89,7 +117,7 @@ private struct JSONParser {
 
     init(bytes: [UInt8]) { self.bytes = bytes }
 
-    mutating func parseDocument() throws(JSONParseError) -> JSONValue {
+    mutating func parseDocument() throws(JSONParseError) -> JSON {
         skipWhitespace()
         let value = try parseValue()
         skipWhitespace()
@@ -144,7 +172,7 @@ private struct JSONParser {
         }
     }
 
-    private mutating func parseValue() throws(JSONParseError) -> JSONValue {
+    private mutating func parseValue() throws(JSONParseError) -> JSON {
         guard index < bytes.count else { throw error("unexpected end of input, expected a value") }
         switch bytes[index] {
         case UInt8(ascii: "{"): return try parseObject()
@@ -173,7 +201,7 @@ private struct JSONParser {
         if depth > Self.maxDepth { throw error("nesting deeper than \(Self.maxDepth) levels") }
     }
 
-    private mutating func parseObject() throws(JSONParseError) -> JSONValue {
+    private mutating func parseObject() throws(JSONParseError) -> JSON {
         try enter()
         index += 1
         var object = JSONObject()
@@ -205,10 +233,10 @@ private struct JSONParser {
         return .object(object)
     }
 
-    private mutating func parseArray() throws(JSONParseError) -> JSONValue {
+    private mutating func parseArray() throws(JSONParseError) -> JSON {
         try enter()
         index += 1
-        var items: [JSONValue] = []
+        var items: [JSON] = []
         skipWhitespace()
         if index < bytes.count && bytes[index] == UInt8(ascii: "]") {
             index += 1; depth -= 1

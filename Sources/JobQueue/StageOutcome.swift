@@ -1,0 +1,127 @@
+import BigInt
+import Ethereum
+import Foundation
+
+/// Moments of a job recorded with the database's clock when an outcome sets them.
+public enum JobStamp: String, Sendable, CaseIterable {
+    case txSigned = "tx_signed_at"
+    case txMined = "tx_mined_at"
+    case argsUploaded = "args_uploaded_at"
+    case taskQueued = "task_queued_at"
+    case taskFinished = "task_finished_at"
+}
+
+/// On-chain facts a stage learned. Only what is set is written; nothing is ever cleared here.
+public struct JobFacts: Sendable, Equatable {
+    public var taskType: UInt64?
+    public var taskHash: [UInt8]?
+    public var cap: UInt64?
+    public var vramLimit: UInt64?
+    public var feeWei: BigUInt?
+    public var walletAddress: Address?
+    public var chainId: UInt64?
+    public var txHash: [UInt8]?
+    public var txBlockNumber: UInt64?
+    public var taskId: UInt64?
+    public var taskDeadline: Date?
+    public var resultNode: Address?
+    public var abortReason: String?
+    public var stamps: Set<JobStamp> = []
+
+    public init(taskType: UInt64? = nil, taskHash: [UInt8]? = nil, cap: UInt64? = nil, vramLimit: UInt64? = nil,
+                feeWei: BigUInt? = nil, walletAddress: Address? = nil, chainId: UInt64? = nil, txHash: [UInt8]? = nil,
+                txBlockNumber: UInt64? = nil, taskId: UInt64? = nil, taskDeadline: Date? = nil, resultNode: Address? = nil,
+                abortReason: String? = nil, stamps: Set<JobStamp> = []) {
+        self.taskType = taskType
+        self.taskHash = taskHash
+        self.cap = cap
+        self.vramLimit = vramLimit
+        self.feeWei = feeWei
+        self.walletAddress = walletAddress
+        self.chainId = chainId
+        self.txHash = txHash
+        self.txBlockNumber = txBlockNumber
+        self.taskId = taskId
+        self.taskDeadline = taskDeadline
+        self.resultNode = resultNode
+        self.abortReason = abortReason
+        self.stamps = stamps
+    }
+}
+
+/// A transaction a stage wants signed. The store reserves the nonce (or reuses one for a
+/// replacement), has it signed and stores the bytes in one database transaction, before any
+/// byte of it is sent.
+public struct TransactionDraft: Sendable, Equatable {
+    public var purpose: TransactionPurpose
+    public var wallet: Address
+    /// The nonce of the transaction this one replaces; nil takes the wallet's next nonce.
+    public var replacingNonce: UInt64?
+    public var to: Address
+    public var data: [UInt8]
+    public var value: BigUInt
+    public var gasLimit: UInt64
+    /// gasPrice, or maxFeePerGas with a tip.
+    public var gasPrice: BigUInt
+    /// maxPriorityFeePerGas for EIP-1559; nil signs a legacy transaction.
+    public var tip: BigUInt?
+
+    public init(purpose: TransactionPurpose, wallet: Address, replacingNonce: UInt64? = nil, to: Address, data: [UInt8],
+                value: BigUInt, gasLimit: UInt64, gasPrice: BigUInt, tip: BigUInt?) {
+        self.purpose = purpose
+        self.wallet = wallet
+        self.replacingNonce = replacingNonce
+        self.to = to
+        self.data = data
+        self.value = value
+        self.gasLimit = gasLimit
+        self.gasPrice = gasPrice
+        self.tip = tip
+    }
+}
+
+/// What a stage decided for one job. The store applies it under the job's lease, with its history
+/// row, in one database transaction.
+public enum StageOutcome: Sendable, Equatable {
+    /// Move on to `stage`, due after `after` seconds.
+    case advance(to: JobStage, after: Double = 0, facts: JobFacts = JobFacts(), note: String)
+    /// Same stage, due again later. A failed try counts towards backoff and stage limits and
+    /// records `error` as the job's last error; a plain "still waiting" ends a streak of failures.
+    case wait(after: Double, facts: JobFacts = JobFacts(), note: String? = nil, failedTry: Bool = false, error: String? = nil)
+    /// The job ends failed. `retryFrom` is where `crynux-worker retry` may restart it: `.create`
+    /// only when no on-chain task of this job can still succeed.
+    case fail(reason: String, retryFrom: JobStage, facts: JobFacts = JobFacts())
+    /// The job ends cancelled, as an operator asked.
+    case cancel(note: String, facts: JobFacts = JobFacts())
+    /// The results are stored and the job ends succeeded.
+    case succeed(results: [ResultFile], note: String)
+    /// Store this signed transaction (keeping the lease), then run the stage again with it: the
+    /// stage broadcasts only what is already durable.
+    case sign(TransactionDraft, facts: JobFacts = JobFacts(), note: String)
+}
+
+/// What a stage saw happen to the job's transactions, written together with its outcome (also
+/// when the stage then failed with a network error).
+public struct Observations: Sendable, Equatable {
+    /// Transactions handed to the node (whatever it answered).
+    public var sent: [[UInt8]] = []
+    /// Receipts found: hash, block, success.
+    public var mined: [(hash: [UInt8], block: UInt64, succeeded: Bool)] = []
+    /// The wallet's pending nonce as the node reported it: the wallet row never hands out a lower one.
+    public var walletNonce: (wallet: Address, chainId: UInt64, pending: UInt64)?
+
+    public init() {}
+
+    public var isEmpty: Bool { sent.isEmpty && mined.isEmpty && walletNonce == nil }
+
+    public static func == (a: Observations, b: Observations) -> Bool {
+        a.sent == b.sent && a.mined.map(\.hash) == b.mined.map(\.hash) && a.mined.map(\.block) == b.mined.map(\.block)
+            && a.mined.map(\.succeeded) == b.mined.map(\.succeeded) && a.walletNonce?.pending == b.walletNonce?.pending
+            && a.walletNonce?.wallet == b.walletNonce?.wallet
+    }
+}
+
+/// The job's lease was lost while a stage ran: another worker owns it now; our outcome is dropped.
+public struct LeaseLost: Error, Sendable {
+    public init() {}
+}

@@ -1,0 +1,141 @@
+import Crynux
+import Ethereum
+import Foundation
+import JobQueue
+import Postgres
+
+/// The pipeline, read top to bottom. Stage order and claim rank are `JobStage`'s; this is the
+/// code that decides each stage, and the loop that applies what it decided.
+///
+/// | stage  | decided by    | moves on when                                                  |
+/// |--------|---------------|----------------------------------------------------------------|
+/// | create | `CreateStage` | the createTask receipt names the task (or it reverted: failed) |
+/// | upload | `UploadStage` | the Relay has the arguments                                    |
+/// | poll   | `PollStage`   | the task succeeded on chain (or was aborted: failed)           |
+/// | fetch  | `FetchStage`  | every result is stored: succeeded                              |
+///
+/// A stage never writes: it returns a `StageOutcome`, and `JobStore` applies it under the lease,
+/// with its history row, in one database transaction. A `.sign` outcome is stored first and the
+/// stage runs again with the stored transaction, so nothing reaches the network before it is
+/// durable.
+struct Pipeline {
+    let network: any TaskNetwork
+    let wallet: Wallet
+    let config: WorkerConfig
+    let worker: String
+    let log: WorkerLog
+
+    let create = CreateStage()
+    let upload = UploadStage()
+    let poll = PollStage()
+    let fetch = FetchStage()
+
+    /// The decision for one job of a single-job stage.
+    private func decide(_ job: Job, _ context: StageContext) throws -> StageOutcome {
+        switch job.stage {
+        case .create: return try create.decide(job, context)
+        case .upload: return try upload.decide(job, context)
+        case .poll: return try poll.decide([(job, context)])[0]
+        case .fetch: return try fetch.decide(job, context)
+        }
+    }
+
+    /// Runs what one claim returned: due polls as one batch, then the rest closest to done first.
+    func run(_ db: PostgresConnection, _ jobs: [Job], stopping: () -> Bool) {
+        let polls = jobs.filter { $0.stage == .poll }
+        if !polls.isEmpty { runPolls(db, polls) }
+        for job in jobs.filter({ $0.stage != .poll }).sorted(by: { $0.stage.claimRank > $1.stage.claimRank }) {
+            if stopping() { break }
+            guarding(db, [job]) { try step(db, job) }
+        }
+    }
+
+    private func context(_ db: PostgresConnection, _ job: Job, justSigned: StoredTransaction? = nil) -> StageContext {
+        StageContext(network: network, config: config, wallet: wallet, justSigned: justSigned) { purpose in
+            try JobStore.transactions(db, of: job, purpose: purpose)
+        }
+    }
+
+    /// Decides and applies until the job's outcome is more than "sign this". `first` is a
+    /// decision already taken (a batched poll's).
+    func step(_ db: PostgresConnection, _ job: Job, first: (StageOutcome, StageContext)? = nil) throws {
+        var job = job
+        var decided = first
+        while true {
+            let (outcome, context) = try decided ?? decideOrRetry(job, self.context(db, job, justSigned: nil))
+            decided = nil
+            guard case .sign(let draft, let facts, let note) = outcome else {
+                try apply(db, outcome, to: job, observed: context.observed)
+                return
+            }
+            let signed = try JobStore.record(db, draft, facts: facts, note: note, for: job, worker: worker, observed: context.observed) {
+                try wallet.sign(draft, nonce: $0)
+            }
+            log.info("job \(job.id) signed \(draft.purpose.rawValue) nonce \(signed.nonce) tx \(signed.hash.hex)")
+            // Signing wrote facts under the same lease: continue from the stored row, with the
+            // stored transaction to send.
+            guard let reloaded = try JobStore.job(db, id: job.id), reloaded.leaseToken == job.leaseToken else { throw LeaseLost() }
+            job = reloaded
+            decided = try decideOrRetry(job, self.context(db, job, justSigned: signed))
+        }
+    }
+
+    /// A network failure (or anything the stage did not expect) makes the job due again later; a
+    /// database failure is not the job's and goes up.
+    private func decideOrRetry(_ job: Job, _ context: StageContext) throws -> (StageOutcome, StageContext) {
+        do {
+            return (try decide(job, context), context)
+        } catch let error as PostgresError {
+            throw error
+        } catch {
+            return (context.retryLater(job, after: error), context)
+        }
+    }
+
+    private func runPolls(_ db: PostgresConnection, _ jobs: [Job]) {
+        guarding(db, jobs) {
+            let batch = jobs.map { ($0, context(db, $0)) }
+            let outcomes: [StageOutcome]
+            do {
+                outcomes = try poll.decide(batch)
+            } catch let error as PostgresError {
+                throw error
+            } catch {
+                outcomes = batch.map { $0.1.retryLater($0.0, after: error) }
+            }
+            for ((job, context), outcome) in zip(batch, outcomes) {
+                guarding(db, [job]) { try step(db, job, first: (outcome, context)) }
+            }
+        }
+    }
+
+    private func apply(_ db: PostgresConnection, _ outcome: StageOutcome, to job: Job, observed: Observations) throws {
+        guard try JobStore.apply(db, outcome, to: job, worker: worker, observed: observed) else {
+            // Someone else owns the job now; what we saw on chain is still true.
+            if !observed.isEmpty { try JobStore.record(db, observed) }
+            throw LeaseLost()
+        }
+        switch outcome {
+        case .advance(let stage, _, _, let note): log.info("job \(job.id) \(job.stage.rawValue) -> \(stage.rawValue): \(note)")
+        case .fail(let reason, _, _): log.info("job \(job.id) failed in \(job.stage.rawValue): \(reason)")
+        case .cancel(let note, _): log.info("job \(job.id) cancelled: \(note)")
+        case .succeed(let files, _): log.info("job \(job.id) succeeded: \(files.count) result(s) stored")
+        case .wait(let after, _, _, true, let error):
+            log.info("job \(job.id) \(job.stage.rawValue): \(error ?? "not yet"); retrying in \(String(format: "%.1f", after)) s")
+        case .wait, .sign: break
+        }
+    }
+
+    /// Lease losses and database failures end the step for these jobs without touching them:
+    /// the lease expires and another try happens; nothing half-written survives a rollback.
+    private func guarding(_ db: PostgresConnection, _ jobs: [Job], _ body: () throws -> Void) {
+        let ids = jobs.map { String($0.id) }.joined(separator: ",")
+        do {
+            try body()
+        } catch is LeaseLost {
+            log.info("job(s) \(ids): lease lost; another worker has taken over")
+        } catch {
+            log.error("job(s) \(ids): \(error)")
+        }
+    }
+}

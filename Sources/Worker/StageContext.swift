@@ -1,0 +1,82 @@
+import BigInt
+import Crynux
+import Ethereum
+import Foundation
+import JobQueue
+
+/// What one run of a stage may use besides the job: the network, the clock, the job's stored
+/// transactions (read-only), and a notebook of what it saw happen on chain. The store writes
+/// the notebook together with the outcome.
+final class StageContext {
+    let network: any TaskNetwork
+    let config: WorkerConfig
+    let wallet: Wallet
+    let now: Date
+    /// The transaction the stage asked to sign in its previous run, now stored: send it.
+    let justSigned: StoredTransaction?
+    private(set) var observed = Observations()
+    private let ledger: (TransactionPurpose) throws -> [StoredTransaction]
+
+    init(network: any TaskNetwork, config: WorkerConfig, wallet: Wallet, now: Date = Date(), justSigned: StoredTransaction? = nil,
+         ledger: @escaping (TransactionPurpose) throws -> [StoredTransaction]) {
+        self.network = network
+        self.config = config
+        self.wallet = wallet
+        self.now = now
+        self.justSigned = justSigned
+        self.ledger = ledger
+    }
+
+    func seconds(since date: Date?) -> Double {
+        date.map { now.timeIntervalSince($0) } ?? .infinity
+    }
+
+    /// The job's stored transactions of the current attempt, oldest first.
+    func transactions(_ purpose: TransactionPurpose) throws -> [StoredTransaction] {
+        try ledger(purpose)
+    }
+
+    /// Sends stored bytes (again). Network failures throw; the node's verdict is returned.
+    func broadcast(_ tx: StoredTransaction) throws -> SendVerdict {
+        observed.sent.append(tx.hash)
+        return try network.send(raw: tx.raw)
+    }
+
+    /// The receipt of whichever of `txs` was mined, newest first.
+    func minedReceipt(of txs: [StoredTransaction]) throws -> (StoredTransaction, TransactionReceipt)? {
+        for tx in txs.reversed() {
+            guard let receipt = try network.receipt(of: tx.hash) else { continue }
+            observed.mined.append((tx.hash, receipt.blockNumber, receipt.status))
+            return (tx, receipt)
+        }
+        return nil
+    }
+
+    /// Asks the node for the wallet's pending nonce; the store raises the wallet row to it.
+    func reconcileWallet() throws {
+        observed.walletNonce = (wallet.address, wallet.chainId, try network.pendingNonce(of: wallet.address))
+    }
+
+    /// The price for a new transaction: configured, or the node's suggestion (doubled as the max
+    /// fee for EIP-1559 so a rising base fee does not strand it).
+    func gasPrice() throws -> BigUInt {
+        if let fixed = config.gasPriceWei { return fixed }
+        let price = try network.gasPrice()
+        return config.useEIP1559 ? price * 2 : price
+    }
+
+    /// A transaction to sign from the wallet, priced now.
+    func draft(_ purpose: TransactionPurpose, _ call: ContractCall, gasLimit: UInt64, gasPrice: BigUInt,
+               replacingNonce: UInt64? = nil) throws -> TransactionDraft {
+        let tip = config.useEIP1559 ? min(try network.maxPriorityFeePerGas(), gasPrice) : nil
+        return TransactionDraft(purpose: purpose, wallet: wallet.address, replacingNonce: replacingNonce, to: call.to,
+                                data: call.data, value: call.value, gasLimit: gasLimit, gasPrice: gasPrice, tip: tip)
+    }
+
+    /// A network hiccup (timeout, 5xx, refused connection): due again with backoff.
+    func retryLater(_ job: Job, after error: any Error) -> StageOutcome {
+        let message = "\(error)"
+        return .wait(after: config.backoff(attempt: job.stageAttempts), note: "retrying after error: \(message)", failedTry: true,
+                     error: message)
+    }
+}

@@ -1,0 +1,158 @@
+import BigInt
+import Crynux
+import Ethereum
+import Foundation
+import Synchronization
+
+/// A network whose every answer the test sets: the stage machine runs in-process against it and
+/// real PostgreSQL. Unset answers are the happy ones. Every call is counted by name.
+final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
+    struct Failure: Error, CustomStringConvertible { let description: String }
+
+    let chainId: UInt64 = 10_000
+    let taskAddress = Address(bytes: [UInt8](repeating: 0x11, count: 20))
+
+    private let lock = NSLock()
+    private var state = State()
+
+    struct State {
+        var estimate: GasEstimate = .gas(200_000)
+        var gasPrice: BigUInt = 1_000_000_000
+        var pendingNonce: UInt64 = 0
+        /// Answers to sends, used in order; then `.accepted`.
+        var sendVerdicts: [SendVerdict] = []
+        var sentRaw: [[UInt8]] = []
+        var receipts: [[UInt8]: TransactionReceipt] = [:]
+        var createdTasks: [[UInt8]: UInt64] = [:]
+        var revertReason = "Invalid task type"
+        var tasks: [UInt64: TaskState] = [:]
+        var outcomes: [UInt64: TaskOutcome] = [:]
+        var queued: Set<UInt64> = []
+        var uploads: [UploadOutcome] = []
+        var uploaded: [(UInt64, String)] = []
+        /// Results per task; a missing task answers "not uploaded".
+        var results: [UInt64: [DownloadOutcome]] = [:]
+        /// Method names whose next call throws a transport failure.
+        var failing: [String: Int] = [:]
+        var calls: [String: Int] = [:]
+        /// Runs inside `send`, before the verdict: lets a test look at the database at that moment.
+        var onSend: (@Sendable ([UInt8]) -> Void)?
+        /// Runs inside any call: lets a test take the lease away mid-stage.
+        var onCall: (@Sendable (String) -> Void)?
+    }
+
+    func script(_ change: (inout State) -> Void) { lock.withLock { change(&state) } }
+    func read<T>(_ body: (State) -> T) -> T { lock.withLock { body(state) } }
+    func calls(_ name: String) -> Int { read { $0.calls[name] ?? 0 } }
+    var sent: [[UInt8]] { read { $0.sentRaw } }
+
+    private func enter(_ name: String) throws {
+        let hook: (@Sendable (String) -> Void)? = try lock.withLock {
+            state.calls[name, default: 0] += 1
+            if let left = state.failing[name], left > 0 {
+                state.failing[name] = left - 1
+                throw Failure(description: "scripted failure of \(name)")
+            }
+            return state.onCall
+        }
+        hook?(name)
+    }
+
+    /// Mines the transaction whose hash is `hash`: a receipt, and the task it created.
+    func mine(_ hash: [UInt8], block: UInt64 = 7, succeeded: Bool = true, taskId: UInt64? = nil, gasUsed: UInt64 = 90_000) {
+        script {
+            $0.receipts[hash] = TransactionReceipt(transactionHash: hash, status: succeeded, blockNumber: block, gasUsed: gasUsed)
+            if let taskId { $0.createdTasks[hash] = taskId }
+        }
+    }
+
+    // MARK: TaskNetwork
+
+    func planCreateTask(_ request: TaskRequest) throws -> CreatePlan {
+        CreatePlan(createTask: ContractCall(to: taskAddress, data: try TaskContract(address: taskAddress).createTaskCall(
+            taskType: request.taskType, taskHash: request.taskHash, vramLimit: request.vramLimit, cap: request.cap), value: request.fee))
+    }
+
+    func cancelTaskCall(taskId: UInt64) -> ContractCall {
+        ContractCall(to: taskAddress, data: TaskContract(address: taskAddress).cancelTaskCall(taskId: taskId))
+    }
+
+    func estimateGas(_ call: ContractCall, from: Address) throws -> GasEstimate {
+        try enter("estimateGas")
+        return read { $0.estimate }
+    }
+
+    func gasPrice() throws -> BigUInt {
+        try enter("gasPrice")
+        return read { $0.gasPrice }
+    }
+
+    func maxPriorityFeePerGas() throws -> BigUInt {
+        try enter("maxPriorityFeePerGas")
+        return 1_000
+    }
+
+    func pendingNonce(of wallet: Address) throws -> UInt64 {
+        try enter("pendingNonce")
+        return read { $0.pendingNonce }
+    }
+
+    func send(raw: [UInt8]) throws -> SendVerdict {
+        try enter("send")
+        let hook = read { $0.onSend }
+        hook?(raw)
+        return lock.withLock {
+            state.sentRaw.append(raw)
+            return state.sendVerdicts.isEmpty ? .accepted : state.sendVerdicts.removeFirst()
+        }
+    }
+
+    func receipt(of hash: [UInt8]) throws -> TransactionReceipt? {
+        try enter("receipt")
+        return read { $0.receipts[hash] }
+    }
+
+    func createdTaskId(in receipt: TransactionReceipt) -> UInt64? {
+        read { $0.createdTasks[receipt.transactionHash] }
+    }
+
+    func revertReason(of call: ContractCall, from: Address, gas: UInt64, block: UInt64) -> String {
+        read { $0.revertReason }
+    }
+
+    func readTasks(_ taskIds: [UInt64]) throws -> [Result<TaskState, any Error>] {
+        try enter("readTasks")
+        return read { state in
+            taskIds.map { id in
+                if let left = state.failing["getTask \(id)"], left > 0 { return .failure(Failure(description: "getTask \(id) failed")) }
+                return .success(state.tasks[id] ?? TaskState(phase: .running))
+            }
+        }
+    }
+
+    func finishedOutcome(taskId: UInt64, fromBlock: UInt64) throws -> TaskOutcome? {
+        try enter("finishedOutcome")
+        return read { $0.outcomes[taskId] }
+    }
+
+    func isQueued(taskId: UInt64) throws -> Bool {
+        try enter("isQueued")
+        return read { $0.queued.contains(taskId) }
+    }
+
+    func uploadTaskArguments(taskId: UInt64, arguments: String) throws -> UploadOutcome {
+        try enter("upload")
+        return lock.withLock {
+            state.uploaded.append((taskId, arguments))
+            return state.uploads.isEmpty ? .uploaded : state.uploads.removeFirst()
+        }
+    }
+
+    func downloadResult(taskId: UInt64, index: Int) throws -> DownloadOutcome {
+        try enter("download")
+        return read { state in
+            guard let files = state.results[taskId], index < files.count else { return .notReady("Task results not uploaded") }
+            return files[index]
+        }
+    }
+}
