@@ -55,6 +55,6 @@ let package = Package(
         .testTarget(name: "WorkerTests", dependencies: [
             "Worker", "JobQueue", "Postgres", "Ethereum", "Crynux", "TestSupport", "crynux-worker",
             .product(name: "BigInt", package: "BigInt"),
-        ]),
+        ], resources: [.copy("HostileInput")]),
     ]
 )

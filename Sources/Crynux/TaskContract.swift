@@ -92,6 +92,10 @@ public struct TaskContract: Sendable {
     /// `TaskResultUploaded(uint256 indexed taskId)`
     public static let taskResultUploadedTopic = word(hex: "11f72037be5686bd54d7042f5a9392a74a7c127754536da6a05710bfdf1f9a0e")
 
+    /// TaskAborted reasons the worker acts on.
+    public static let cancelledReason = "Task Cancelled"
+    public static let evictedReason = "Task fee is too low"
+
     public let address: Address
 
     public init(address: Address) {
@@ -266,8 +270,20 @@ public struct TaskQueueContract: Sendable {
         self.address = address
     }
 
+    /// `size()` and `getSizeLimit()`: how many tasks wait, and how many may before the cheapest is evicted.
+    public static let sizeSelector: [UInt8] = ABI.selector("size()")
+    public static let sizeLimitSelector: [UInt8] = ABI.selector("getSizeLimit()")
+
     public func includeCall(taskId: UInt64) -> [UInt8] {
         Self.includeSelector + ABI.uintWord(taskId)
+    }
+
+    /// An ABI `uint256` that fits in 64 bits.
+    public static func decodeUInt64(_ data: [UInt8]) throws -> UInt64 {
+        guard data.count == 32, let value = TaskContract.uint64(fromWord: data) else {
+            throw ContractDecodingError("expected an ABI uint256 below 2^64, got \(data.count) bytes: \(data.hex)")
+        }
+        return value
     }
 
     /// An ABI `bool`: one word that is exactly 0 or 1.

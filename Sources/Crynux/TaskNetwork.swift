@@ -2,6 +2,7 @@ import BigInt
 import Ethereum
 import Foundation
 import HTTP
+import StrictJSON
 
 /// A contract call a transaction will carry.
 public struct ContractCall: Sendable, Equatable {
@@ -48,6 +49,55 @@ public enum GasEstimate: Sendable, Equatable {
     case reverts(String)
 }
 
+/// How full the network's task queue is. A full queue evicts its cheapest task, without refund.
+public struct QueueState: Sendable, Equatable {
+    public let size: UInt64
+    public let limit: UInt64
+    /// When the size was read: tasks of ours mined after it are not in it.
+    public let readAt: Date
+
+    public init(size: UInt64, limit: UInt64, readAt: Date = Date()) {
+        self.size = size
+        self.limit = limit
+        self.readAt = readAt
+    }
+}
+
+/// What the create stage needs to know before it signs, read in one round trip.
+public struct CreateConditions: Sendable, Equatable {
+    public let estimate: GasEstimate
+    public let gasPrice: BigUInt
+    /// maxPriorityFeePerGas, when asked for (EIP-1559).
+    public let tip: BigUInt?
+
+    public init(estimate: GasEstimate, gasPrice: BigUInt, tip: BigUInt?) {
+        self.estimate = estimate
+        self.gasPrice = gasPrice
+        self.tip = tip
+    }
+}
+
+/// A task some wallet created, as its TaskPending log tells.
+public struct CreatedTask: Sendable, Equatable {
+    public let taskId: UInt64
+    public let taskHash: [UInt8]
+    public let txHash: [UInt8]
+    public let block: UInt64
+    /// Unix time of the block.
+    public let time: UInt64
+    /// The fee paid with it (the createTask's value).
+    public let fee: BigUInt
+
+    public init(taskId: UInt64, taskHash: [UInt8], txHash: [UInt8], block: UInt64, time: UInt64, fee: BigUInt) {
+        self.taskId = taskId
+        self.taskHash = taskHash
+        self.txHash = txHash
+        self.block = block
+        self.time = time
+        self.fee = fee
+    }
+}
+
 /// A task as `getTask` shows it, in the terms the poll stage decides on.
 public struct TaskState: Sendable, Equatable {
     public enum Phase: Sendable, Equatable {
@@ -78,14 +128,26 @@ public protocol TaskNetwork: Sendable {
     // Transactions
     func planCreateTask(_ request: TaskRequest) throws -> CreatePlan
     func cancelTaskCall(taskId: UInt64) -> ContractCall
+    /// Gas estimate and prices for a createTask, in one round trip.
+    func createConditions(for call: ContractCall, from: Address, withTip: Bool) throws -> CreateConditions
+    /// How full the task queue is, at most half a second old: a process's threads share one
+    /// reading, so a backlog waiting for room costs no request per job.
+    func queueState() throws -> QueueState
     func estimateGas(_ call: ContractCall, from: Address) throws -> GasEstimate
     func gasPrice() throws -> BigUInt
     func maxPriorityFeePerGas() throws -> BigUInt
     func pendingNonce(of wallet: Address) throws -> UInt64
+    /// The nonce after the wallet's last mined transaction.
+    func minedNonce(of wallet: Address) throws -> UInt64
     func send(raw: [UInt8]) throws -> SendVerdict
     func receipt(of hash: [UInt8]) throws -> TransactionReceipt?
+    /// The hash of the mined transaction that used the wallet's `nonce`; nil while the node has
+    /// not mined one (or does not show it yet).
+    func transactionThatUsed(nonce: UInt64, of wallet: Address) throws -> [UInt8]?
     /// The id of the task a mined createTask created; nil when the receipt has none.
     func createdTaskId(in receipt: TransactionReceipt) -> UInt64?
+    /// Tasks `creator` created in transactions with nonces from `nonce` on.
+    func tasksCreated(by creator: Address, fromNonce nonce: UInt64) throws -> [CreatedTask]
     /// Why a mined transaction reverted, replayed on the state before its block.
     func revertReason(of call: ContractCall, from: Address, gas: UInt64, block: UInt64) -> String
 
@@ -97,35 +159,97 @@ public protocol TaskNetwork: Sendable {
     /// Whether a task that `getTask` does not show waits in the queue for free nodes.
     func isQueued(taskId: UInt64) throws -> Bool
 
-    // Relay
-    func uploadTaskArguments(taskId: UInt64, arguments: String) throws -> UploadOutcome
-    func downloadResult(taskId: UInt64, index: Int) throws -> DownloadOutcome
+    // Relay: requests are signed by the wallet that created the task.
+    func uploadTaskArguments(taskId: UInt64, arguments: String, signer: Address) throws -> UploadOutcome
+    func downloadResult(taskId: UInt64, index: Int, signer: Address) throws -> DownloadOutcome
+}
+
+extension TaskNetwork {
+    /// A zero-value transfer to the wallet itself: it uses a nonce and pays only gas.
+    public func fillCall(for wallet: Address) -> ContractCall { ContractCall(to: wallet, data: []) }
 }
 
 /// Era D: the payable 5-argument createTask, a TaskQueue, and the Relay with `/v1/now`.
-public struct EraDNetwork: TaskNetwork {
+public final class EraDNetwork: TaskNetwork, @unchecked Sendable {
     public let rpc: EthereumClient
-    public let relay: RelayClient
+    /// One Relay client per wallet: each signs with its own key.
+    public let relays: [Address: RelayClient]
     public let task: TaskContract
     public let queue: TaskQueueContract
     public let chainId: UInt64
+    private let queueCache = NSLock()
+    private var cachedQueue: (state: QueueState, at: Date)?
+    private var cachedLimit: (value: UInt64, at: Date)?
 
-    public init(rpc: EthereumClient, relay: RelayClient, task: TaskContract, queue: TaskQueueContract, chainId: UInt64) {
+    public init(rpc: EthereumClient, relays: [Address: RelayClient], task: TaskContract, queue: TaskQueueContract, chainId: UInt64) {
         self.rpc = rpc
-        self.relay = relay
+        self.relays = relays
         self.task = task
         self.queue = queue
         self.chainId = chainId
     }
 
-    /// Connects to the node and learns its chain id; the Relay signs requests with `key`.
+    /// Connects to the node and learns its chain id; the Relay signs each wallet's requests with its key.
     public static func connect(rpcURL: String, relayURL: String, taskContract: Address, taskQueueContract: Address,
-                               key: PrivateKey) throws -> EraDNetwork {
-        let http = HTTPClient(options: HTTPOptions(connectTimeout: 5, totalTimeout: 20))
+                               keys: [PrivateKey], caFile: String? = nil) throws -> EraDNetwork {
+        let http = HTTPClient(options: HTTPOptions(connectTimeout: 5, totalTimeout: 20, caFile: caFile))
         let rpc = EthereumClient(url: rpcURL, http: http)
-        return EraDNetwork(rpc: rpc, relay: RelayClient(baseURL: relayURL, key: key, http: http),
-                           task: TaskContract(address: taskContract), queue: TaskQueueContract(address: taskQueueContract),
-                           chainId: try rpc.chainId())
+        var relays: [Address: RelayClient] = [:]
+        for key in keys { relays[key.address] = RelayClient(baseURL: relayURL, key: key, http: http) }
+        return EraDNetwork(rpc: rpc, relays: relays, task: TaskContract(address: taskContract),
+                           queue: TaskQueueContract(address: taskQueueContract), chainId: try rpc.chainId())
+    }
+
+    private func relay(_ signer: Address) throws -> RelayClient {
+        guard let relay = relays[signer] else { throw RelayError("no key for wallet \(signer.checksummed)") }
+        return relay
+    }
+
+    public func createConditions(for call: ContractCall, from: Address, withTip: Bool) throws -> CreateConditions {
+        let estimateCall = CallRequest(from: from, to: call.to, data: call.data, value: call.value.isZero ? nil : call.value)
+        var requests: [(method: String, params: [JSON])] = [("eth_estimateGas", [estimateCall.json]), ("eth_gasPrice", [])]
+        if withTip { requests.append(("eth_maxPriorityFeePerGas", [])) }
+        let answers = try rpc.batch(requests)
+        func value(_ index: Int) throws -> JSON {
+            switch answers[index] {
+            case .success(let json): return json
+            case .failure(let error): throw EthereumClientError.rpc(error)
+            }
+        }
+        let estimate: GasEstimate
+        switch answers[0] {
+        case .success(let json): estimate = .gas(try EthereumClient.decodeUInt64(json))
+        case .failure(let error) where error.isExecutionRevert: estimate = .reverts(error.revertReason?.description ?? error.message)
+        case .failure(let error): throw EthereumClientError.rpc(error)
+        }
+        return CreateConditions(estimate: estimate, gasPrice: try EthereumClient.decodeQuantity(try value(1)),
+                                tip: withTip ? try EthereumClient.decodeQuantity(try value(2)) : nil)
+    }
+
+    public func queueState() throws -> QueueState {
+        if let (state, at) = queueCache.withLock({ cachedQueue }), -at.timeIntervalSinceNow < 0.5 { return state }
+        // The limit changes only by an owner transaction: asked once a minute.
+        let knownLimit = queueCache.withLock { cachedLimit.flatMap { -$0.at.timeIntervalSinceNow < 60 ? $0.value : nil } }
+        var requests: [(method: String, params: [JSON])] = [
+            ("eth_call", EthereumClient.callParams(CallRequest(to: queue.address, data: TaskQueueContract.sizeSelector))),
+        ]
+        if knownLimit == nil {
+            requests.append(("eth_call", EthereumClient.callParams(CallRequest(to: queue.address, data: TaskQueueContract.sizeLimitSelector))))
+        }
+        let answers = try rpc.batch(requests)
+        func word(_ index: Int) throws -> UInt64 {
+            switch answers[index] {
+            case .success(let json): return try TaskQueueContract.decodeUInt64(try EthereumClient.decodeCallResult(json))
+            case .failure(let error): throw EthereumClientError.rpc(error)
+            }
+        }
+        let now = Date()
+        let state = QueueState(size: try word(0), limit: try knownLimit ?? word(1), readAt: now)
+        queueCache.withLock {
+            cachedQueue = (state, now)
+            if knownLimit == nil { cachedLimit = (state.limit, now) }
+        }
+        return state
     }
 
     public func planCreateTask(_ request: TaskRequest) throws -> CreatePlan {
@@ -149,6 +273,27 @@ public struct EraDNetwork: TaskNetwork {
     public func gasPrice() throws -> BigUInt { try rpc.gasPrice() }
     public func maxPriorityFeePerGas() throws -> BigUInt { try rpc.maxPriorityFeePerGas() }
     public func pendingNonce(of wallet: Address) throws -> UInt64 { try rpc.getTransactionCount(wallet, block: .pending) }
+    public func minedNonce(of wallet: Address) throws -> UInt64 { try rpc.getTransactionCount(wallet, block: .latest) }
+
+    public func transactionThatUsed(nonce: UInt64, of wallet: Address) throws -> [UInt8]? {
+        guard let block = try rpc.firstBlock(whereNonceOf: wallet, exceeds: nonce),
+              let transactions = try rpc.blockTransactions(block) else { return nil }
+        return transactions.first { $0.from == wallet && $0.nonce == nonce }?.hash
+    }
+
+    public func tasksCreated(by creator: Address, fromNonce nonce: UInt64) throws -> [CreatedTask] {
+        guard let from = try rpc.firstBlock(whereNonceOf: creator, exceeds: nonce) else { return [] }
+        let filter = LogFilter(fromBlock: .number(from), toBlock: .latest, address: task.address,
+                               topics: [[TaskContract.taskPendingTopic], [[UInt8](repeating: 0, count: 12) + creator.bytes]])
+        var times: [UInt64: UInt64] = [:]
+        return try rpc.getLogs(filter).compactMap { log in
+            guard log.data.count >= 128, let id = TaskContract.uint64(fromWord: Array(log.data[0..<32])) else { return nil }
+            if times[log.blockNumber] == nil { times[log.blockNumber] = try rpc.blockTimestamp(log.blockNumber) ?? 0 }
+            let fee = try rpc.transaction(log.transactionHash)?.value ?? 0
+            return CreatedTask(taskId: id, taskHash: Array(log.data[64..<96]), txHash: log.transactionHash, block: log.blockNumber,
+                               time: times[log.blockNumber]!, fee: fee)
+        }
+    }
     public func send(raw: [UInt8]) throws -> SendVerdict { try rpc.send(raw: raw) }
     public func receipt(of hash: [UInt8]) throws -> TransactionReceipt? { try rpc.getTransactionReceipt(hash) }
     public func createdTaskId(in receipt: TransactionReceipt) -> UInt64? { task.createdTaskId(in: receipt) }
@@ -194,11 +339,11 @@ public struct EraDNetwork: TaskNetwork {
         try TaskQueueContract.decodeBool(try rpc.call(CallRequest(to: queue.address, data: queue.includeCall(taskId: taskId))))
     }
 
-    public func uploadTaskArguments(taskId: UInt64, arguments: String) throws -> UploadOutcome {
-        try relay.uploadTaskArguments(taskId: taskId, arguments: arguments)
+    public func uploadTaskArguments(taskId: UInt64, arguments: String, signer: Address) throws -> UploadOutcome {
+        try relay(signer).uploadTaskArguments(taskId: taskId, arguments: arguments)
     }
 
-    public func downloadResult(taskId: UInt64, index: Int) throws -> DownloadOutcome {
-        try relay.downloadResult(taskId: taskId, index: index)
+    public func downloadResult(taskId: UInt64, index: Int, signer: Address) throws -> DownloadOutcome {
+        try relay(signer).downloadResult(taskId: taskId, index: index)
     }
 }

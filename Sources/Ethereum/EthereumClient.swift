@@ -122,6 +122,41 @@ public final class EthereumClient: @unchecked Sendable {
         return try items.map(RPCDecode.log)
     }
 
+    /// The transactions of a mined block: hash, sender, nonce and value of each. nil for a block
+    /// the node does not have.
+    public func blockTransactions(_ block: UInt64) throws -> [MinedTransaction]? {
+        let result = try call("eth_getBlockByNumber", [BlockTag.number(block).json, true])
+        if result.isNull { return nil }
+        guard let items = result["transactions"]?.arrayValue else { throw RPCDecode.fail("block.transactions", result) }
+        return try items.map(RPCDecode.minedTransaction)
+    }
+
+    /// The first block after which `wallet` had sent more than `nonce` transactions, i.e. the block
+    /// holding its transaction with that nonce; nil when the latest block does not have it yet.
+    /// A binary search over eth_getTransactionCount: about log2(blocks) calls, for rare paths.
+    public func firstBlock(whereNonceOf wallet: Address, exceeds nonce: UInt64) throws -> UInt64? {
+        var high = try blockNumber()
+        guard try getTransactionCount(wallet, block: .number(high)) > nonce else { return nil }
+        var low: UInt64 = 0
+        while low < high {
+            let middle = low + (high - low) / 2
+            if try getTransactionCount(wallet, block: .number(middle)) > nonce { high = middle } else { low = middle + 1 }
+        }
+        return low
+    }
+
+    /// The Unix time of a block; nil for a block the node does not have.
+    public func blockTimestamp(_ block: UInt64) throws -> UInt64? {
+        let result = try call("eth_getBlockByNumber", [BlockTag.number(block).json, false])
+        return result.isNull ? nil : try RPCDecode.uint64(result["timestamp"], "block.timestamp")
+    }
+
+    /// A transaction the node knows (mined or pending); nil when it does not.
+    public func transaction(_ hash: [UInt8]) throws -> MinedTransaction? {
+        let result = try call("eth_getTransactionByHash", [.string(hash.hex)])
+        return result.isNull ? nil : try RPCDecode.minedTransaction(result)
+    }
+
     // MARK: - Helpers for batches
 
     public static func callParams(_ call: CallRequest, block: BlockTag = .latest) -> [JSON] {

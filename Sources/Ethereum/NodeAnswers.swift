@@ -5,7 +5,12 @@ public enum SendVerdict: Sendable, Equatable {
     case accepted
     /// The nonce is used on chain: by this transaction (mined) or by another one.
     case nonceTooLow
-    /// Any other refusal, with the node's message.
+    /// A transaction with the same nonce is in the pool and this one does not pay enough more.
+    case underpriced(String)
+    /// These bytes can never be mined: the wallet cannot pay value + gas, or the gas is beyond
+    /// what a block holds. Only a different transaction can use the nonce.
+    case refusedForGood(String)
+    /// Any other refusal, with the node's message; it may pass later.
     case rejected(String)
 }
 
@@ -17,6 +22,11 @@ extension JSONRPCError {
             return .accepted
         }
         if text.contains("nonce too low") { return .nonceTooLow }
+        if text.contains("underpriced") { return .underpriced(message) }
+        if text.contains("insufficient funds") || text.contains("exceeds block gas limit") || text.contains("intrinsic gas too low")
+            || text.contains("gas limit reached") {
+            return .refusedForGood(message)
+        }
         return .rejected(message)
     }
 

@@ -221,6 +221,24 @@ public struct LogFilter: Sendable, Equatable {
     }
 }
 
+/// A transaction as `eth_getBlockByNumber` and `eth_getTransactionByHash` show it.
+public struct MinedTransaction: Sendable, Equatable {
+    public var hash: [UInt8]
+    public var from: Address
+    public var nonce: UInt64
+    public var value: BigUInt
+    /// nil while pending.
+    public var blockNumber: UInt64?
+
+    public init(hash: [UInt8], from: Address, nonce: UInt64, value: BigUInt, blockNumber: UInt64?) {
+        self.hash = hash
+        self.from = from
+        self.nonce = nonce
+        self.value = value
+        self.blockNumber = blockNumber
+    }
+}
+
 public struct FeeHistory: Sendable, Equatable {
     public var oldestBlock: UInt64
     /// One more entry than blocks requested: the last is the next block's base fee.
@@ -307,6 +325,13 @@ enum RPCDecode {
             contractAddress: try optionalAddress(json["contractAddress"], "receipt.contractAddress"),
             from: try optionalAddress(json["from"], "receipt.from"),
             to: try optionalAddress(json["to"], "receipt.to"))
+    }
+
+    static func minedTransaction(_ json: JSON) throws -> MinedTransaction {
+        let block = json["blockNumber"]
+        return MinedTransaction(hash: try hash(json["hash"], "tx.hash"), from: try address(json["from"], "tx.from"),
+                                nonce: try uint64(json["nonce"], "tx.nonce"), value: try quantity(json["value"], "tx.value"),
+                                blockNumber: block == nil || block!.isNull ? nil : try uint64(block, "tx.blockNumber"))
     }
 
     static func feeHistory(_ json: JSON) throws -> FeeHistory {

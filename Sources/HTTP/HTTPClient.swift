@@ -47,15 +47,20 @@ public struct HTTPOptions: Sendable {
     public var userAgent: String
     /// Idle handles (each with its open connections) kept for reuse.
     public var maxIdleHandles: Int
+    /// PEM file of the certificate authorities to trust instead of the system's (a private CA).
+    /// Verification of the peer and its host name is always on: there is no option to skip it.
+    public var caFile: String?
 
     public init(connectTimeout: Double = 5, totalTimeout: Double = 30, maxResponseBytes: Int = 64 << 20,
-                followRedirects: Bool = false, userAgent: String = "crynux-worker", maxIdleHandles: Int = 16) {
+                followRedirects: Bool = false, userAgent: String = "crynux-worker", maxIdleHandles: Int = 16,
+                caFile: String? = nil) {
         self.connectTimeout = connectTimeout
         self.totalTimeout = totalTimeout
         self.maxResponseBytes = maxResponseBytes
         self.followRedirects = followRedirects
         self.userAgent = userAgent
         self.maxIdleHandles = maxIdleHandles
+        self.caFile = caFile
     }
 }
 
@@ -152,7 +157,9 @@ public final class HTTPClient: @unchecked Sendable {
             headerList = appended
         }
 
-        let totalMs = max(1, Int(timeout * 1000))
+        // A large body gets time to travel (a second per MB on top); a transfer that stops moving
+        // is cut by the low-speed limit below, whatever its size.
+        let totalMs = max(1, Int((timeout + Double(body?.count ?? 0) / 1_000_000) * 1000))
         let connectMs = max(1, min(Int(options.connectTimeout * 1000), totalMs))
         var rc = CURLE_OK
         func set(_ code: CURLcode) { if rc == CURLE_OK { rc = code } }
@@ -162,9 +169,12 @@ public final class HTTPClient: @unchecked Sendable {
         set(ccurl_setopt_long(h, CURLOPT_NOSIGNAL, 1))
         set(ccurl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 1))
         set(ccurl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 2))
+        if let caFile = options.caFile { set(ccurl_setopt_ptr(h, CURLOPT_CAINFO, caFile)) }
         set(ccurl_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, connectMs))
         set(ccurl_setopt_long(h, CURLOPT_TIMEOUT_MS, totalMs))
         set(ccurl_setopt_long(h, CURLOPT_TCP_KEEPALIVE, 1))
+        set(ccurl_setopt_long(h, CURLOPT_LOW_SPEED_LIMIT, 1024))
+        set(ccurl_setopt_long(h, CURLOPT_LOW_SPEED_TIME, max(1, Int(min(timeout, 30)))))
         set(ccurl_setopt_off(h, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(options.maxResponseBytes)))
         set(ccurl_setopt_ptr(h, CURLOPT_ACCEPT_ENCODING, ""))
         set(ccurl_setopt_ptr(h, CURLOPT_USERAGENT, options.userAgent))
@@ -228,19 +238,22 @@ public final class HTTPClient: @unchecked Sendable {
     }
 }
 
-/// Drops credentials and the query string, which for RPC providers often carry API keys.
-func redacted(_ url: String) -> String {
+/// Drops credentials, the path and the query string: RPC providers put API keys in any of them
+/// (`https://mainnet.example/v3/KEY`). What is left, scheme and host, is safe to log and store.
+public func redactedURL(_ url: String) -> String {
     var rest = Substring(url)
     var scheme = ""
     if let range = rest.range(of: "://") {
         scheme = String(rest[..<range.upperBound])
         rest = rest[range.upperBound...]
     }
-    if let query = rest.firstIndex(where: { $0 == "?" || $0 == "#" }) { rest = rest[..<query] }
-    let authorityEnd = rest.firstIndex(of: "/") ?? rest.endIndex
-    if let at = rest[..<authorityEnd].lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
-    return scheme + rest
+    let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? rest.endIndex
+    var authority = rest[..<authorityEnd]
+    if let at = authority.lastIndex(of: "@") { authority = authority[authority.index(after: at)...] }
+    return scheme + authority + (authorityEnd < rest.endIndex ? "/…" : "")
 }
+
+func redacted(_ url: String) -> String { redactedURL(url) }
 
 private final class Transfer {
     let limit: Int

@@ -7,7 +7,8 @@ import Postgres
 public struct Job: Sendable {
     public let id: Int64
     public let kind: String
-    public let taskArgs: String
+    /// The exact argument string; nil in a claim for a stage that does not use it (poll, fetch).
+    public let taskArgs: String?
     public let priority: Int
     public let status: JobStatus
     public let stage: JobStage
@@ -49,12 +50,16 @@ public struct Job: Sendable {
     public let finishedAt: Date?
     public let lastError: String?
     public let retryStage: JobStage?
+    /// Times the task was created again after an eviction from the full queue.
+    public let recreations: Int
+    /// Set once the worker decided to cancel the task on chain for its refund: why.
+    public let refundReason: String?
 
     public init(row: PostgresRow) throws {
         let read = RowReader(row)
         id = try row.get("id")
         kind = try row.get("kind")
-        taskArgs = try row.get("task_args")
+        taskArgs = try row.optional("task_args")
         priority = try row.get("priority")
         status = try read.enumValue("status", JobStatus.self) ?? .pending
         stage = try read.enumValue("stage", JobStage.self) ?? .create
@@ -91,6 +96,8 @@ public struct Job: Sendable {
         finishedAt = try row.optional("finished_at")
         lastError = try row.optional("last_error")
         retryStage = try read.enumValue("retry_stage", JobStage.self)
+        recreations = try row.get("recreations")
+        refundReason = try row.optional("refund_reason")
     }
 }
 
@@ -109,44 +116,72 @@ public struct JobEvent: Sendable {
 public enum TransactionPurpose: String, Sendable {
     case createTask = "create_task"
     case cancelTask = "cancel_task"
+    /// A zero-value transfer to the wallet itself, using a nonce nothing else can.
+    case fillNonce = "fill_nonce"
 }
 
 /// A transaction signed for a job, as stored in `crynux.job_transactions` before it was sent.
 public struct StoredTransaction: Sendable, Equatable {
     public let hash: [UInt8]
+    public let jobId: Int64?
     public let purpose: TransactionPurpose
+    public let wallet: Address
     public let nonce: UInt64
     public let raw: [UInt8]
+    /// gasPrice, or maxFeePerGas with a tip.
     public let gasPrice: BigUInt
+    /// maxPriorityFeePerGas of an EIP-1559 transaction; nil for legacy.
+    public let tip: BigUInt?
     public let gasLimit: UInt64
     public let value: BigUInt
     public let signedAt: Date
     public let lastSentAt: Date?
+    public let sendCount: Int
+    /// The node refused these bytes for good; they are not sent again.
+    public let refusedAt: Date?
+    public let refusal: String?
+    public let minedBlock: UInt64?
+    public let minedStatus: Bool?
 
-    public init(hash: [UInt8], purpose: TransactionPurpose, nonce: UInt64, raw: [UInt8], gasPrice: BigUInt, gasLimit: UInt64,
-                value: BigUInt, signedAt: Date, lastSentAt: Date?) {
+    public init(hash: [UInt8], jobId: Int64? = nil, purpose: TransactionPurpose, wallet: Address = .zero, nonce: UInt64, raw: [UInt8],
+                gasPrice: BigUInt, tip: BigUInt? = nil, gasLimit: UInt64, value: BigUInt, signedAt: Date, lastSentAt: Date?,
+                sendCount: Int = 0, refusedAt: Date? = nil, refusal: String? = nil, minedBlock: UInt64? = nil, minedStatus: Bool? = nil) {
         self.hash = hash
+        self.jobId = jobId
         self.purpose = purpose
+        self.wallet = wallet
         self.nonce = nonce
         self.raw = raw
         self.gasPrice = gasPrice
+        self.tip = tip
         self.gasLimit = gasLimit
         self.value = value
         self.signedAt = signedAt
         self.lastSentAt = lastSentAt
+        self.sendCount = sendCount
+        self.refusedAt = refusedAt
+        self.refusal = refusal
+        self.minedBlock = minedBlock
+        self.minedStatus = minedStatus
     }
 
-    init(row: PostgresRow) throws {
+    public init(row: PostgresRow) throws {
         let read = RowReader(row)
         guard let hash = try read.hexBytes("tx_hash", count: 32), let nonce = try read.unsigned("nonce"),
-              let purpose = try read.enumValue("purpose", TransactionPurpose.self),
+              let purpose = try read.enumValue("purpose", TransactionPurpose.self), let wallet = try read.address("wallet_address"),
               let gasPrice = try read.wei("gas_price_wei"), let gasLimit = try read.unsigned("gas_limit"),
               let value = try read.wei("value_wei") else {
             throw PostgresError(.decoding, "a crynux.job_transactions row lacks a required value")
         }
-        self.init(hash: hash, purpose: purpose, nonce: nonce, raw: try row.get("raw_tx"), gasPrice: gasPrice, gasLimit: gasLimit,
-                  value: value, signedAt: try row.get("signed_at"), lastSentAt: try row.optional("last_sent_at"))
+        self.init(hash: hash, jobId: try row.optional("job_id"), purpose: purpose, wallet: wallet, nonce: nonce, raw: try row.get("raw_tx"),
+                  gasPrice: gasPrice, tip: try read.wei("priority_fee_wei"), gasLimit: gasLimit, value: value,
+                  signedAt: try row.get("signed_at"), lastSentAt: try row.optional("last_sent_at"), sendCount: try row.get("send_count"),
+                  refusedAt: try row.optional("refused_at"), refusal: try row.optional("refusal"),
+                  minedBlock: try read.unsigned("mined_block"), minedStatus: try row.optional("mined_status"))
     }
+
+    /// Still worth sending: not refused for good, not known to be mined.
+    public var isLive: Bool { refusedAt == nil && minedBlock == nil }
 }
 
 /// One result file of a finished task.

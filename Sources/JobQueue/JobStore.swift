@@ -27,8 +27,8 @@ public struct JobSubmission: Sendable {
 
 public enum CancelOutcome: Sendable, Equatable {
     case cancelled
-    /// A createTask is signed and may be mined: the nonce must be used, so the worker finishes
-    /// that step and then stops the job.
+    /// A createTask is signed, or a task exists: the worker settles that (fills the nonce, claims
+    /// the refund) and then stops the job.
     case requested
     case alreadyFinished(JobStatus)
 }
@@ -76,23 +76,27 @@ public enum JobStore {
         }
     }
 
-    /// Stops a job. A job whose createTask is signed but not yet mined is only marked: its
-    /// nonce must still be used, so the worker completes that step, then cancels.
+    /// Stops a job. A job that signed a createTask or has a task on chain is only marked: a
+    /// signed nonce must still be used (the worker fills it instead of paying, when it can) and a
+    /// task's fee is claimed back (a queued task is cancelled at once, one whose arguments never
+    /// reached the Relay after its deadline); the worker then ends the job as cancelled.
     public static func cancel(_ db: PostgresConnection, id: Int64, reason: String = "cancelled by operator") throws -> CancelOutcome {
         try db.transaction { db in
-            guard let job = try db.query("SELECT status, stage, tx_nonce, tx_mined_at FROM crynux.jobs WHERE id = $1 FOR UPDATE", [id]).first else {
+            guard let job = try db.query("SELECT status, stage, tx_nonce, task_id FROM crynux.jobs WHERE id = $1 FOR UPDATE", [id]).first else {
                 throw JobStoreError("no job \(id)")
             }
             let status = JobStatus(rawValue: try job.get("status")) ?? .pending
             guard status == .pending else { return .alreadyFinished(status) }
             let stage: String = try job.get("stage")
-            let signed = !(try job.isNull("tx_nonce"))
-            let mined = !(try job.isNull("tx_mined_at"))
-            let signedNotMined = stage == JobStage.create.rawValue && signed && !mined
-            if signedNotMined {
-                try db.execute("UPDATE crynux.jobs SET cancel_requested_at = coalesce(cancel_requested_at, now()), updated_at = now() WHERE id = $1", [id])
+            let onChain = try !job.isNull("tx_nonce") || !job.isNull("task_id")
+            if onChain {
+                try db.execute("""
+                    UPDATE crynux.jobs SET cancel_requested_at = coalesce(cancel_requested_at, now()), run_at = least(run_at, now()),
+                        updated_at = now() WHERE id = $1
+                    """, [id])
                 try appendEvent(db, jobId: id, from: (status.rawValue, stage), to: (status.rawValue, stage),
-                                detail: "cancel requested (\(reason)); waiting for the signed createTask to be mined")
+                                detail: "cancel requested (\(reason)); the worker settles what is on chain first")
+                try db.notify(notifyChannel)
                 return .requested
             }
             try db.execute("""
@@ -125,11 +129,7 @@ public enum JobStore {
                     + (tx.map { " (its createTask \($0) was mined without a TaskPending event); look at that transaction before paying for another task" } ?? ""))
             }
             // A new on-chain task starts from scratch; a live one keeps its on-chain facts.
-            let resetChain = from == .create ? """
-                , tx_nonce = NULL, tx_hash = NULL, tx_block_number = NULL, task_id = NULL, task_deadline = NULL,
-                  wallet_address = NULL, chain_id = NULL, result_node = NULL, abort_reason = NULL, fee_wei = NULL,
-                  tx_signed_at = NULL, tx_mined_at = NULL, args_uploaded_at = NULL, task_queued_at = NULL, task_finished_at = NULL
-                """ : ""
+            let resetChain = from == .create ? ", " + forgetTask.joined(separator: ", ") : ""
             try db.execute("""
                 UPDATE crynux.jobs SET status = 'pending', stage = $2, run_at = now(), stage_attempts = 0,
                     stage_entered_at = now(), finished_at = NULL, last_error = NULL, retry_stage = NULL,

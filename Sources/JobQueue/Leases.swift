@@ -7,21 +7,60 @@ import Postgres
 extension JobStore {
     /// Claims up to `limit` due jobs for `worker`, with `FOR UPDATE SKIP LOCKED` so concurrent
     /// workers never wait on each other, and commits at once: no transaction stays open while
-    /// the stage does its network work. Each claim bumps the job's lease token.
-    public static func claim(_ db: PostgresConnection, worker: String, limit: Int, leaseSeconds: Double) throws -> [Job] {
-        try db.query("""
+    /// the stage does its network work. Each claim bumps the job's lease token. A job belongs to
+    /// the wallet that signed its first transaction: only a worker holding that key (one of
+    /// `wallets`; nil: any) may claim it; a job not signed yet goes to any worker.
+    public static func claim(_ db: PostgresConnection, worker: String, wallets: [Address]? = nil, limit: Int,
+                             leaseSeconds: Double) throws -> [Job] {
+        let held: String? = wallets.map { "{" + $0.map(\.bytes.hex).joined(separator: ",") + "}" }
+        return try db.query("""
             WITH due AS (
                 SELECT id FROM crynux.jobs
                 WHERE status = 'pending' AND run_at <= now()
                   AND (locked_until IS NULL OR locked_until < now())
+                  AND ($4::text[] IS NULL OR wallet_address IS NULL OR wallet_address = ANY($4::text[]))
                 ORDER BY priority DESC, stage_rank DESC, run_at, id
                 LIMIT $1
                 FOR UPDATE SKIP LOCKED)
             UPDATE crynux.jobs j
             SET locked_by = $2, locked_until = now() + make_interval(secs => $3), lease_token = j.lease_token + 1
             FROM due WHERE j.id = due.id
-            RETURNING j.*
-            """, [Int64(limit), worker, leaseSeconds]).map { try Job(row: $0) }
+            RETURNING \(claimedColumns)
+            """, [Int64(limit), worker, leaseSeconds, held]).compactMap { row in
+            // A row no stage can read (a value that does not fit) fails with the reason, instead
+            // of stopping every worker that claims it in turn.
+            do {
+                return try Job(row: row)
+            } catch {
+                try failUnreadable(db, id: try row.get("id"), reason: "\(error)", worker: worker)
+                return nil
+            }
+        }
+    }
+
+    /// Every column of a job, but the arguments only for the stages that use them: a poll or a
+    /// fetch of a job with 30 MB of arguments does not carry them around.
+    static let claimedColumns = """
+        j.id, j.kind, CASE WHEN j.stage IN ('create', 'upload') THEN j.task_args END AS task_args, j.priority, j.status,
+        j.stage, j.run_at, j.stage_attempts, j.stage_entered_at, j.cancel_requested_at, j.locked_by, j.locked_until,
+        j.lease_token, j.fee_wei_override, j.vram_limit_override, j.task_type_override, j.task_type, j.task_hash, j.cap,
+        j.vram_limit, j.fee_wei, j.wallet_address, j.chain_id, j.tx_nonce, j.tx_hash, j.tx_block_number, j.task_id,
+        j.task_deadline, j.result_node, j.abort_reason, j.submitted_at, j.tx_signed_at, j.tx_mined_at, j.args_uploaded_at,
+        j.task_queued_at, j.task_finished_at, j.finished_at, j.last_error, j.retry_stage, j.recreations, j.refund_reason
+        """
+
+    private static func failUnreadable(_ db: PostgresConnection, id: Int64, reason: String, worker: String) throws {
+        let sentence = "the job's row cannot be read (\(reason)); it needs a person"
+        try db.transaction { db in
+            try db.execute("""
+                UPDATE crynux.jobs SET status = 'failed', finished_at = now(), run_at = NULL, locked_by = NULL, locked_until = NULL,
+                    lease_token = lease_token + 1, last_error = $2, updated_at = now() WHERE id = $1
+                """, [id, sentence])
+            try db.execute("""
+                INSERT INTO crynux.job_events (job_id, from_status, from_stage, to_status, to_stage, detail, worker)
+                SELECT id, 'pending', stage, 'failed', stage, $2, $3 FROM crynux.jobs WHERE id = $1
+                """, [id, sentence, worker])
+        }
     }
 
     /// Applies a stage's outcome if `job`'s lease is still ours, together with its history row and
@@ -49,6 +88,8 @@ extension JobStore {
                 results = files
                 update = JobUpdate(status: .succeeded, facts: JobFacts(), detail: note, text: ["last_error": String?.none],
                                    stampResultsStored: true)
+            case .recreate(let note):
+                update = JobUpdate(stage: .create, facts: JobFacts(), detail: note, resetsAttempts: true, restartsTask: true)
             case .sign:
                 throw PostgresError(.usage, "a .sign outcome is applied with JobStore.record")
             }
@@ -78,6 +119,10 @@ extension JobStore {
         if let wallet = observed.walletNonce {
             try reconcileWallet(db, wallet.wallet, chainId: wallet.chainId, pendingNonce: wallet.pending)
         }
+        for refusal in observed.refused {
+            try db.execute("UPDATE crynux.job_transactions SET refused_at = now(), refusal = $2 WHERE tx_hash = $1",
+                           [refusal.hash.hex, refusal.reason])
+        }
     }
 
     /// Gives back every lease `worker` holds, making those jobs due now (graceful shutdown).
@@ -90,10 +135,13 @@ extension JobStore {
             """, [worker])
     }
 
-    /// Seconds until the next pending job is due (negative when one is overdue); nil when none is pending.
+    /// Seconds until the next pending job can be claimed (negative when one is overdue); nil when
+    /// none is pending. A leased job counts from its lease's end, so a job held by a dead worker
+    /// does not keep idle threads asking every few milliseconds.
     public static func secondsUntilNextDue(_ db: PostgresConnection) throws -> Double? {
         try db.query("""
-            SELECT extract(epoch FROM min(run_at) - now())::float8 AS wait FROM crynux.jobs WHERE status = 'pending'
+            SELECT extract(epoch FROM min(greatest(run_at, locked_until)) - now())::float8 AS wait
+            FROM crynux.jobs WHERE status = 'pending'
             """)[0].optional("wait", as: Double.self)
     }
 
@@ -117,6 +165,8 @@ extension JobStore {
         /// Text columns to set (a nil value clears the column).
         var text: [String: String?] = [:]
         var stampResultsStored = false
+        /// Forget the task's on-chain facts: it is created again.
+        var restartsTask = false
     }
 
     /// Writes `update` if `job`'s lease is still ours, with its history row; false when it is not.
@@ -144,6 +194,7 @@ extension JobStore {
         }
         for stamp in update.facts.stamps.sorted(by: { $0.rawValue < $1.rawValue }) { sets.append("\(stamp.rawValue) = now()") }
         if update.stampResultsStored { sets.append("results_stored_at = now()") }
+        if update.restartsTask { sets.append(contentsOf: forgetTask + ["recreations = recreations + 1"]) }
         let changed = try db.execute("UPDATE crynux.jobs SET \(sets.joined(separator: ", ")) WHERE id = $1 AND lease_token = $2", params)
         guard changed == 1 else { return false }
         if stageChanged || update.detail != nil {
@@ -154,7 +205,7 @@ extension JobStore {
     }
 
     /// The columns of the facts that are set, in their storage form (hex text, numeric, bigint).
-    private static func factColumns(_ facts: JobFacts) throws -> [(String, (any PostgresEncodable)?)] {
+    static func factColumns(_ facts: JobFacts) throws -> [(String, (any PostgresEncodable)?)] {
         var columns: [(String, (any PostgresEncodable)?)] = []
         func add(_ column: String, _ value: (any PostgresEncodable)?) { if let value { columns.append((column, value)) } }
         add("task_type", try facts.taskType.map { try int64($0, "task type") })
@@ -170,8 +221,17 @@ extension JobStore {
         add("task_deadline", facts.taskDeadline)
         add("result_node", facts.resultNode?.checksummed)
         add("abort_reason", facts.abortReason)
+        add("refund_reason", facts.refundReason)
         return columns
     }
+
+    /// The columns of a job's on-chain task, cleared when it is created anew.
+    static let forgetTask = [
+        "tx_nonce = NULL", "tx_hash = NULL", "tx_block_number = NULL", "task_id = NULL", "task_deadline = NULL",
+        "wallet_address = NULL", "chain_id = NULL", "result_node = NULL", "abort_reason = NULL", "fee_wei = NULL",
+        "refund_reason = NULL", "tx_signed_at = NULL", "tx_mined_at = NULL", "args_uploaded_at = NULL", "task_queued_at = NULL",
+        "task_finished_at = NULL",
+    ]
 
     static func int64(_ value: UInt64, _ what: String) throws -> Int64 {
         guard let v = Int64(exactly: value) else { throw PostgresError(.usage, "\(what) \(value) does not fit in a bigint column") }

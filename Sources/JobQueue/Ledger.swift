@@ -15,6 +15,18 @@ extension JobStore {
                               worker: String, observed: Observations = Observations(),
                               sign: (UInt64) throws -> (hash: [UInt8], raw: [UInt8])) throws -> StoredTransaction {
         try db.transaction { db in
+            if let admission = draft.admission {
+                // All workers and wallets agree on one count of our tasks the queue's size did not
+                // include: signed and not yet mined, or mined after it was read (with 5 s for the
+                // two clocks). Over-counting only delays; under-counting could evict our own.
+                try db.execute("SELECT pg_advisory_xact_lock($1)", [admissionLockKey])
+                let onTheWay = try db.query("""
+                    SELECT count(*) FROM crynux.jobs
+                    WHERE status = 'pending'
+                      AND ((stage = 'create' AND tx_nonce IS NOT NULL) OR tx_mined_at >= $1::timestamptz - interval '5 seconds')
+                    """, [admission.queueReadAt])[0].get(0, as: Int64.self)
+                guard onTheWay < admission.room else { throw AdmissionDenied() }
+            }
             let nonce: UInt64
             if let reuse = draft.replacingNonce {
                 nonce = reuse
@@ -28,32 +40,138 @@ extension JobStore {
                                [draft.wallet.bytes.hex])
             }
             let signed = try sign(nonce)
-            // The job's own tx columns describe its createTask; other transactions live only in job_transactions.
-            let txColumns: [(String, (any PostgresEncodable)?)] = draft.purpose == .createTask
+            // The job's own tx columns describe its first createTask (the mined one replaces the
+            // hash later); other transactions live only in job_transactions.
+            let txColumns: [(String, (any PostgresEncodable)?)] = draft.purpose == .createTask && draft.replacingNonce == nil
                 ? [("tx_nonce", try int64(nonce, "nonce")), ("tx_hash", signed.hash.hex)] : []
             let update = JobUpdate(facts: facts, detail: "\(note): nonce \(nonce), tx \(signed.hash.hex)")
             guard try write(db, update, to: job, worker: worker, keepLease: true, extra: txColumns) else { throw LeaseLost() }
-            let row = try db.query("""
-                INSERT INTO crynux.job_transactions
-                    (tx_hash, job_id, purpose, wallet_address, nonce, gas_price_wei, gas_limit, value_wei, raw_tx)
-                VALUES ($1, $2, $3, $4, $5, $6::numeric, $7, $8::numeric, $9)
-                RETURNING *
-                """, [signed.hash.hex, job.id, draft.purpose.rawValue, draft.wallet.bytes.hex, try int64(nonce, "nonce"),
-                      draft.gasPrice.description, try int64(draft.gasLimit, "gas limit"), draft.value.description, signed.raw])[0]
+            let stored = try insert(db, draft, nonce: nonce, signed: signed, jobId: job.id)
             try record(db, observed)
-            return try StoredTransaction(row: row)
+            return stored
+        }
+    }
+
+    static let admissionLockKey: Int64 = 0x4352_594E_0001
+
+    private static func insert(_ db: PostgresConnection, _ draft: TransactionDraft, nonce: UInt64, signed: (hash: [UInt8], raw: [UInt8]),
+                               jobId: Int64?) throws -> StoredTransaction {
+        let row = try db.query("""
+            INSERT INTO crynux.job_transactions
+                (tx_hash, job_id, purpose, wallet_address, nonce, gas_price_wei, priority_fee_wei, gas_limit, value_wei, raw_tx)
+            VALUES ($1, $2, $3, $4, $5, $6::numeric, $7::numeric, $8, $9::numeric, $10)
+            RETURNING *
+            """, [signed.hash.hex, jobId, draft.purpose.rawValue, draft.wallet.bytes.hex, try int64(nonce, "nonce"),
+                  draft.gasPrice.description, draft.tip?.description, try int64(draft.gasLimit, "gas limit"), draft.value.description,
+                  signed.raw])[0]
+        return try StoredTransaction(row: row)
+    }
+
+    /// Stores a transaction that belongs to no claimed job (a wallet keeper's fill), with the
+    /// nonce it replaces or fills.
+    public static func recordUnowned(_ db: PostgresConnection, _ draft: TransactionDraft, nonce: UInt64, jobId: Int64?,
+                                     sign: (UInt64) throws -> (hash: [UInt8], raw: [UInt8])) throws -> StoredTransaction {
+        try db.transaction { db in
+            let stored = try insert(db, draft, nonce: nonce, signed: try sign(nonce), jobId: jobId)
+            if let jobId {
+                try appendEvent(db, jobId: jobId, from: nil, to: try currentPlace(db, jobId),
+                                detail: "nonce \(nonce) filled by tx \(stored.hash.hex) so that later transactions of the wallet are not stuck")
+            }
+            return stored
+        }
+    }
+
+    private static func currentPlace(_ db: PostgresConnection, _ jobId: Int64) throws -> (String, String) {
+        let row = try db.query("SELECT status, stage FROM crynux.jobs WHERE id = $1", [jobId])[0]
+        return (try row.get("status"), try row.get("stage"))
+    }
+
+    /// Every transaction signed for a job, oldest first (for `show`).
+    public static func allTransactions(_ db: PostgresConnection, jobId: Int64) throws -> [StoredTransaction] {
+        try db.query("SELECT * FROM crynux.job_transactions WHERE job_id = $1 ORDER BY signed_at, tx_hash", [jobId])
+            .map { try StoredTransaction(row: $0) }
+    }
+
+    /// A wallet's transactions that no stage follows any more and that may still be unmined, from
+    /// `nonce` on: anything not a createTask of a job still in create, nor a cancelTask of a job
+    /// still polling. The wallet keeper sees them mined or fills their nonce.
+    public static func unfollowedTransactions(_ db: PostgresConnection, wallet: Address, fromNonce nonce: UInt64) throws -> [StoredTransaction] {
+        try db.query("""
+            SELECT t.* FROM crynux.job_transactions t LEFT JOIN crynux.jobs j ON j.id = t.job_id
+            WHERE t.wallet_address = $1 AND t.nonce >= $2 AND t.mined_block IS NULL
+              AND NOT EXISTS (SELECT 1 FROM crynux.job_transactions m
+                              WHERE m.wallet_address = t.wallet_address AND m.nonce = t.nonce AND m.mined_block IS NOT NULL)
+              AND (j.id IS NULL OR j.status <> 'pending'
+                   OR NOT ((t.purpose IN ('create_task', 'fill_nonce') AND j.stage = 'create' AND j.tx_nonce = t.nonce)
+                           OR (t.purpose = 'cancel_task' AND j.stage = 'poll')))
+            ORDER BY t.nonce, t.signed_at
+            """, [wallet.bytes.hex, try int64(nonce, "nonce")]).map { try StoredTransaction(row: $0) }
+    }
+
+    /// Nonces from `nonce` up to the wallet's next one that no stored transaction uses: reserved
+    /// and lost (a restore), so they must be filled.
+    public static func unusedNonces(_ db: PostgresConnection, wallet: Address, fromNonce nonce: UInt64) throws -> [UInt64] {
+        try db.query("""
+            SELECT n FROM crynux.wallets w, generate_series($2::bigint, w.next_nonce - 1) AS n
+            WHERE w.address = $1
+              AND NOT EXISTS (SELECT 1 FROM crynux.job_transactions t WHERE t.wallet_address = w.address AND t.nonce = n)
+            ORDER BY n
+            """, [wallet.bytes.hex, try int64(nonce, "nonce")]).compactMap { try RowReader($0).unsigned("n") }
+    }
+
+    /// Pending jobs in create that have not signed anything: the ones a lost record may have paid for.
+    public static func unsignedCreates(_ db: PostgresConnection) throws -> [(id: Int64, kind: String, taskArgs: String, submittedAt: Date)] {
+        try db.query("""
+            SELECT id, kind, task_args, submitted_at FROM crynux.jobs
+            WHERE status = 'pending' AND stage = 'create' AND tx_nonce IS NULL ORDER BY id
+            """).map { (try $0.get("id"), try $0.get("kind"), try $0.get("task_args"), try $0.get("submitted_at")) }
+    }
+
+    /// Runs `body` while holding the wallet's keeper lock (one keeper per wallet across all
+    /// workers); returns false without running it when another process holds the lock.
+    public static func whileKeepingWallet(_ db: PostgresConnection, _ wallet: Address, _ body: () throws -> Void) throws -> Bool {
+        let key = Int64(bitPattern: UInt64(wallet.bytes.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }))
+        guard try db.query("SELECT pg_try_advisory_lock($1) AS held", [key])[0].get("held", as: Bool.self) else { return false }
+        defer { _ = try? db.execute("SELECT pg_advisory_unlock($1)", [key]) }
+        try body()
+        return true
+    }
+
+    /// Gives an unsigned job in create the task its wallet is found to have created (the record of
+    /// it was lost): it continues at upload. Refused (false) when the job moved on, or when another
+    /// job already holds that task. Any lease on the job is fenced off.
+    public static func adopt(_ db: PostgresConnection, jobId: Int64, facts: JobFacts, note: String) throws -> Bool {
+        guard let taskId = facts.taskId else { return false }
+        return try db.transaction { db in
+            var params: [(any PostgresEncodable)?] = [jobId, try int64(taskId, "task id")]
+            var sets = ["stage = 'upload'", "run_at = now()", "stage_attempts = 0", "stage_entered_at = now()", "updated_at = now()",
+                        "locked_by = NULL", "locked_until = NULL", "lease_token = lease_token + 1", "tx_mined_at = now()"]
+            for (column, value) in try factColumns(facts) {
+                params.append(value)
+                sets.append("\(column) = $\(params.count)")
+            }
+            let changed = try db.execute("""
+                UPDATE crynux.jobs SET \(sets.joined(separator: ", "))
+                WHERE id = $1 AND status = 'pending' AND stage = 'create' AND tx_nonce IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM crynux.jobs other WHERE other.task_id = $2 AND other.id <> $1)
+                """, params)
+            guard changed == 1 else { return false }
+            try appendEvent(db, jobId: jobId, from: ("pending", "create"), to: ("pending", "upload"), detail: note)
+            return true
         }
     }
 
     /// The job's transactions of `purpose` in its current attempt, oldest first: a retried job
     /// keeps its earlier (dead) transactions, so createTask ones are matched by the job's nonce
-    /// and cancel ones by time.
+    /// (with the fills of that nonce) and cancel ones by time.
     public static func transactions(_ db: PostgresConnection, of job: Job, purpose: TransactionPurpose) throws -> [StoredTransaction] {
-        try db.query("""
+        let purposes = purpose == .createTask ? "{create_task,fill_nonce}" : "{\(purpose.rawValue)}"
+        return try db.query("""
             SELECT * FROM crynux.job_transactions
-            WHERE job_id = $1 AND purpose = $2 AND ($3::bigint IS NULL OR nonce = $3) AND ($4::timestamptz IS NULL OR signed_at >= $4)
+            WHERE job_id = $1 AND purpose = ANY($2::text[]) AND ($3::bigint IS NULL OR nonce = $3)
+              AND ($4::timestamptz IS NULL OR signed_at >= $4)
             ORDER BY signed_at, tx_hash
-            """, [job.id, purpose.rawValue, purpose == .createTask ? try job.txNonce.map { try int64($0, "nonce") } : nil,
+            """, [job.id, purposes, purpose == .createTask ? try job.txNonce.map { try int64($0, "nonce") } : nil,
                   purpose == .cancelTask ? job.txSignedAt : nil]).map { try StoredTransaction(row: $0) }
     }
 

@@ -86,6 +86,12 @@ public enum Migrator {
         return done
     }
 
+    /// The bundled migrations the database has not applied yet (all of them for an empty database).
+    public static func missingVersions(_ db: PostgresConnection) throws -> [Int] {
+        let applied = Set(try appliedVersions(db))
+        return try Migration.bundled().map(\.version).filter { !applied.contains($0) }
+    }
+
     /// Versions recorded in the database (empty when it was never migrated).
     public static func appliedVersions(_ db: PostgresConnection) throws -> [Int] {
         let exists = try db.query("SELECT to_regclass('crynux.schema_migrations') IS NOT NULL AS present")[0].get("present", as: Bool.self)

@@ -26,12 +26,14 @@ public struct JobFacts: Sendable, Equatable {
     public var taskDeadline: Date?
     public var resultNode: Address?
     public var abortReason: String?
+    /// Why the worker now cancels the task on chain for its refund.
+    public var refundReason: String?
     public var stamps: Set<JobStamp> = []
 
     public init(taskType: UInt64? = nil, taskHash: [UInt8]? = nil, cap: UInt64? = nil, vramLimit: UInt64? = nil,
                 feeWei: BigUInt? = nil, walletAddress: Address? = nil, chainId: UInt64? = nil, txHash: [UInt8]? = nil,
                 txBlockNumber: UInt64? = nil, taskId: UInt64? = nil, taskDeadline: Date? = nil, resultNode: Address? = nil,
-                abortReason: String? = nil, stamps: Set<JobStamp> = []) {
+                abortReason: String? = nil, refundReason: String? = nil, stamps: Set<JobStamp> = []) {
         self.taskType = taskType
         self.taskHash = taskHash
         self.cap = cap
@@ -45,6 +47,7 @@ public struct JobFacts: Sendable, Equatable {
         self.taskDeadline = taskDeadline
         self.resultNode = resultNode
         self.abortReason = abortReason
+        self.refundReason = refundReason
         self.stamps = stamps
     }
 }
@@ -53,6 +56,12 @@ public struct JobFacts: Sendable, Equatable {
 /// replacement), has it signed and stores the bytes in one database transaction, before any
 /// byte of it is sent.
 public struct TransactionDraft: Sendable, Equatable {
+    public static func == (a: TransactionDraft, b: TransactionDraft) -> Bool {
+        a.purpose == b.purpose && a.wallet == b.wallet && a.replacingNonce == b.replacingNonce && a.to == b.to && a.data == b.data
+            && a.value == b.value && a.gasLimit == b.gasLimit && a.gasPrice == b.gasPrice && a.tip == b.tip
+            && a.admission?.room == b.admission?.room && a.admission?.queueReadAt == b.admission?.queueReadAt
+    }
+
     public var purpose: TransactionPurpose
     public var wallet: Address
     /// The nonce of the transaction this one replaces; nil takes the wallet's next nonce.
@@ -65,9 +74,13 @@ public struct TransactionDraft: Sendable, Equatable {
     public var gasPrice: BigUInt
     /// maxPriorityFeePerGas for EIP-1559; nil signs a legacy transaction.
     public var tip: BigUInt?
+    /// Admission control for a new createTask: it is signed only while fewer than `room`
+    /// createTasks (of every wallet and worker) are on their way to the queue: signed and not yet
+    /// mined, or mined after the queue's size was read at `queueReadAt`. nil: no limit.
+    public var admission: (room: UInt64, queueReadAt: Date)?
 
     public init(purpose: TransactionPurpose, wallet: Address, replacingNonce: UInt64? = nil, to: Address, data: [UInt8],
-                value: BigUInt, gasLimit: UInt64, gasPrice: BigUInt, tip: BigUInt?) {
+                value: BigUInt, gasLimit: UInt64, gasPrice: BigUInt, tip: BigUInt?, admission: (room: UInt64, queueReadAt: Date)? = nil) {
         self.purpose = purpose
         self.wallet = wallet
         self.replacingNonce = replacingNonce
@@ -77,6 +90,7 @@ public struct TransactionDraft: Sendable, Equatable {
         self.gasLimit = gasLimit
         self.gasPrice = gasPrice
         self.tip = tip
+        self.admission = admission
     }
 }
 
@@ -98,6 +112,9 @@ public enum StageOutcome: Sendable, Equatable {
     /// Store this signed transaction (keeping the lease), then run the stage again with it: the
     /// stage broadcasts only what is already durable.
     case sign(TransactionDraft, facts: JobFacts = JobFacts(), note: String)
+    /// The task is dead without our doing (evicted from the full queue): forget its on-chain
+    /// facts and create it again. Its transactions and history stay.
+    case recreate(note: String)
 }
 
 /// What a stage saw happen to the job's transactions, written together with its outcome (also
@@ -109,16 +126,23 @@ public struct Observations: Sendable, Equatable {
     public var mined: [(hash: [UInt8], block: UInt64, succeeded: Bool)] = []
     /// The wallet's pending nonce as the node reported it: the wallet row never hands out a lower one.
     public var walletNonce: (wallet: Address, chainId: UInt64, pending: UInt64)?
+    /// Transactions the node refused for good, with its answer.
+    public var refused: [(hash: [UInt8], reason: String)] = []
 
     public init() {}
 
-    public var isEmpty: Bool { sent.isEmpty && mined.isEmpty && walletNonce == nil }
+    public var isEmpty: Bool { sent.isEmpty && mined.isEmpty && walletNonce == nil && refused.isEmpty }
 
     public static func == (a: Observations, b: Observations) -> Bool {
         a.sent == b.sent && a.mined.map(\.hash) == b.mined.map(\.hash) && a.mined.map(\.block) == b.mined.map(\.block)
             && a.mined.map(\.succeeded) == b.mined.map(\.succeeded) && a.walletNonce?.pending == b.walletNonce?.pending
-            && a.walletNonce?.wallet == b.walletNonce?.wallet
+            && a.walletNonce?.wallet == b.walletNonce?.wallet && a.refused.map(\.hash) == b.refused.map(\.hash)
     }
+}
+
+/// Admission control said no: creating now could evict one of our own queued tasks.
+public struct AdmissionDenied: Error, Sendable {
+    public init() {}
 }
 
 /// The job's lease was lost while a stage ran: another worker owns it now; our outcome is dropped.

@@ -1,5 +1,9 @@
 import CLibPQ
 import Foundation
+import Synchronization
+
+/// Statements sent by every connection of this process (for the worker's own accounting).
+private let sentStatements = Atomic<Int>(0)
 
 /// A notification received through LISTEN.
 public struct PostgresNotification: Sendable, Equatable {
@@ -16,27 +20,52 @@ public struct PostgresNotification: Sendable, Equatable {
 public final class PostgresConnection {
     private var conn: OpaquePointer?
     private let conninfo: String
+    private let options: String
     private var listening: [String] = []
+    /// Reconnected, and the LISTENs of `listening` not yet issued again.
+    private var relistenPending = false
     private var inTransaction = false
 
     /// Connects using `url` if given, else `DATABASE_URL` if set, else libpq's standard
     /// environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`, ...).
-    public init(url: String? = nil) throws {
+    /// `settings` are server parameters for this session (e.g. `statement_timeout`), applied
+    /// unless the URL sets `options` itself.
+    public init(url: String? = nil, settings: [String: String] = [:]) throws {
         let env = ProcessInfo.processInfo.environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
         conninfo = url ?? env ?? ""
+        options = settings.sorted { $0.key < $1.key }.map { "-c \($0.key)=\($0.value)" }.joined(separator: " ")
         try connect()
     }
 
     deinit { if let conn { PQfinish(conn) } }
+
+    /// Statements sent to the server by all connections of this process so far.
+    public static var statementsSent: Int { sentStatements.load(ordering: .relaxed) }
 
     public var isConnected: Bool { conn.map { PQstatus($0) == CONNECTION_OK } ?? false }
 
     /// The server process id serving this connection (useful to `pg_terminate_backend`).
     public var backendPID: Int32 { conn.map { PQbackendPID($0) } ?? 0 }
 
+    /// Defaults under whatever the URL or environment says: a dead server is noticed in seconds,
+    /// not after the kernel's two-hour keepalive, and a connect never hangs for long.
+    private static let defaults: [(String, String)] = [
+        ("connect_timeout", "10"), ("keepalives", "1"), ("keepalives_idle", "30"), ("keepalives_interval", "10"),
+        ("keepalives_count", "3"),
+    ]
+
     private func connect() throws {
         if let conn { PQfinish(conn) }
-        conn = PQconnectdb(conninfo)
+        // The URL (or key=value string) comes last and is expanded: what it sets wins over the defaults.
+        let pairs = Self.defaults + (options.isEmpty ? [] : [("options", options)]) + (conninfo.isEmpty ? [] : [("dbname", conninfo)])
+        let keys = pairs.map { strdup($0.0) }
+        let values = pairs.map { strdup($0.1) }
+        defer { (keys + values).forEach { free($0) } }
+        conn = (keys.map { UnsafePointer($0) } + [nil]).withUnsafeBufferPointer { keyPointers in
+            (values.map { UnsafePointer($0) } + [nil]).withUnsafeBufferPointer { valuePointers in
+                PQconnectdbParams(keyPointers.baseAddress, valuePointers.baseAddress, 1)
+            }
+        }
         guard let conn, PQstatus(conn) == CONNECTION_OK else {
             let message = conn.map { Self.errorMessage($0) } ?? "out of memory"
             if let conn { PQfinish(conn) }
@@ -48,12 +77,20 @@ public final class PostgresConnection {
     }
 
     private func ensureConnected() throws -> OpaquePointer {
-        if let conn, PQstatus(conn) == CONNECTION_OK { return conn }
-        inTransaction = false
-        try connect()
-        let channels = listening
-        listening = []
-        for channel in channels { try listen(channel) }
+        if let conn, PQstatus(conn) == CONNECTION_OK, !relistenPending { return conn }
+        if conn == nil || PQstatus(conn!) != CONNECTION_OK {
+            inTransaction = false
+            try connect()
+            relistenPending = !listening.isEmpty
+        }
+        // The channels this connection listened to, again; until that worked, every call retries it.
+        for channel in listening {
+            sentStatements.add(1, ordering: .relaxed)
+            guard let result = PQexec(conn!, "LISTEN \(Self.quoteIdentifier(channel))") else { throw lostOrFailed(conn!) }
+            defer { PQclear(result) }
+            try check(result, conn!)
+        }
+        relistenPending = false
         return conn!
     }
 
@@ -79,14 +116,20 @@ public final class PostgresConnection {
     /// query protocol, which is the only one that accepts several statements in one string.
     public func executeScript(_ sql: String) throws {
         let conn = try ensureConnected()
+        sentStatements.add(1, ordering: .relaxed)
         guard let result = PQexec(conn, sql) else { throw lostOrFailed(conn) }
         defer { PQclear(result) }
         try check(result, conn)
     }
 
     private func run(_ sql: String, _ parameters: [(any PostgresEncodable)?]) throws -> OpaquePointer {
-        let conn = try ensureConnected()
         let params = parameters.map { $0?.postgresParameter ?? .null }
+        // libpq reads a text value up to its first NUL, so it would be stored cut short; and
+        // PostgreSQL text cannot hold NUL at all. Refuse instead of losing the rest silently.
+        for (index, param) in params.enumerated() where !param.isBinary && param.bytes?.contains(0) == true {
+            throw PostgresError(.usage, "text parameter $\(index + 1) contains a NUL byte, which PostgreSQL text cannot hold")
+        }
+        let conn = try ensureConnected()
         let count = Int32(params.count)
         let types = params.map { Oid($0.oid) }
         let lengths = params.map { Int32($0.bytes?.count ?? 0) }
@@ -103,6 +146,7 @@ public final class PostgresConnection {
         }
         defer { buffers.forEach { $0?.deallocate() } }
         let values = buffers.map { UnsafePointer($0) }
+        sentStatements.add(1, ordering: .relaxed)
         let result = PQexecParams(conn, sql, count, types, values, lengths, formats, 1)
         guard let result else { throw lostOrFailed(conn) }
         do {

@@ -6,7 +6,9 @@ import JobQueue
 
 /// create: validate the arguments, sign createTask (stored before it is sent), broadcast it,
 /// and read the task id from its receipt. Re-sends the same bytes, or replaces them at a higher
-/// price with the same nonce, until one of the job's transactions is mined.
+/// price (bounded) with the same nonce, until one of the job's transactions is mined. A nonce
+/// that its createTask can never use (refused for good, cancelled, past the deadline) is filled
+/// with a zero-value transfer, so that the wallet's later transactions are not stuck behind it.
 struct CreateStage {
     func decide(_ job: Job, _ context: StageContext) throws -> StageOutcome {
         job.txNonce == nil ? try sign(job, context) : try confirm(job, context)
@@ -22,22 +24,36 @@ struct CreateStage {
         guard let kind = TaskKind(rawValue: job.kind) else {
             return .fail(reason: "unknown job kind \(job.kind)", retryFrom: .create)
         }
+        guard let arguments = job.taskArgs else { throw WorkerError("job \(job.id) was claimed for create without its arguments") }
         let task: ValidatedTask
         do {
-            task = try TaskArguments.validate(kind: kind, arguments: job.taskArgs)
+            task = try TaskArguments.validate(kind: kind, arguments: arguments)
         } catch {
             return .fail(reason: "invalid task arguments: \(error)", retryFrom: .create)
         }
         let request = TaskRequest(taskType: job.taskTypeOverride ?? task.taskType, taskHash: task.taskHash,
                                   vramLimit: job.vramLimitOverride ?? task.vramLimit, cap: task.cap,
                                   fee: job.feeWeiOverride ?? config.feePerResultWei * BigUInt(task.cap))
+        // The queue prices a task at fee / cap (whole wei); at 0 it never leaves the queue.
+        guard request.fee >= BigUInt(request.cap) else {
+            return .fail(reason: "the fee of \(request.fee) wei is below one wei per result (\(request.cap)): such a task would never leave the queue; no transaction was sent",
+                         retryFrom: .create)
+        }
+        // Admission control: a full queue evicts its cheapest task without refund, so a backlog
+        // waits here, not on chain. The store counts our createTasks not yet mined, across every
+        // worker and wallet, under one lock.
+        let queue = try context.network.queueState()
+        guard queue.size < queue.limit else {
+            return .wait(after: config.admissionRetry)
+        }
         let call = try context.network.planCreateTask(request).createTask
+        let conditions = try context.network.createConditions(for: call, from: context.wallet.address, withTip: config.useEIP1559)
 
         let gasLimit: UInt64
         if let fixed = config.gasLimit {
             gasLimit = fixed
         } else {
-            switch try context.network.estimateGas(call, from: context.wallet.address) {
+            switch conditions.estimate {
             case .gas(let estimate):
                 // The estimate follows one path through createTask (start with free nodes, or
                 // queue, maybe evicting); by the time it is mined another path may be taken, and
@@ -49,7 +65,10 @@ struct CreateStage {
                 return .fail(reason: "createTask would revert (\(reason)); no transaction was sent", retryFrom: .create)
             }
         }
-        let draft = try context.draft(.createTask, call, gasLimit: gasLimit, gasPrice: try context.gasPrice())
+        let price = config.gasPriceWei ?? (config.useEIP1559 ? conditions.gasPrice * 2 : conditions.gasPrice)
+        let tip = conditions.tip.map { min($0, price) }
+        let draft = context.draft(.createTask, call, gasLimit: gasLimit, gasPrice: price, tip: tip,
+                                  admission: (queue.limit - queue.size, queue.readAt))
         let facts = JobFacts(taskType: request.taskType, taskHash: request.taskHash, cap: request.cap, vramLimit: request.vramLimit,
                              feeWei: request.fee, walletAddress: context.wallet.address, chainId: context.wallet.chainId,
                              stamps: [.txSigned])
@@ -61,29 +80,42 @@ struct CreateStage {
     private func confirm(_ job: Job, _ context: StageContext) throws -> StageOutcome {
         let config = context.config
         var txs = try context.transactions(.createTask)
-        guard let latest = txs.last else {
+        if let signed = context.justSigned, !txs.contains(where: { $0.hash == signed.hash }) { txs.append(signed) }
+        let live = txs.filter { $0.refusedAt == nil }
+        guard let latest = live.last ?? txs.last else {
             return .fail(reason: "job has a nonce but no stored createTask transaction", retryFrom: .create)
         }
         let toSend: StoredTransaction
-        if let signed = context.justSigned, signed.purpose == .createTask {
+        if let signed = context.justSigned {
             // Stored a moment ago: send it now.
             toSend = signed
-            if !txs.contains(signed) { txs.append(signed) }
         } else {
             if let (tx, receipt) = try context.minedReceipt(of: txs) {
                 return try mined(job, tx, receipt, context)
             }
+            if latest.purpose == .createTask {
+                if job.cancelRequested {
+                    return .sign(try context.fill(replacing: latest),
+                                 note: "cancel requested before createTask was mined: nonce \(latest.nonce) is filled instead")
+                }
+                if context.seconds(since: job.stageEnteredAt) > config.createDeadline {
+                    return .sign(try context.fill(replacing: latest),
+                                 note: "createTask not mined within \(Int(config.createDeadline)) s: nonce \(latest.nonce) is filled instead")
+                }
+            }
             guard context.seconds(since: latest.lastSentAt) >= config.rebroadcastAfter else {
                 return .wait(after: 1)
             }
+            let creates = txs.filter { $0.purpose == .createTask }
             let sinceFirst = context.seconds(since: txs.first?.signedAt ?? context.now)
-            if latest.lastSentAt != nil, sinceFirst >= config.replaceAfter * Double(txs.count) {
+            if latest.purpose == .createTask, latest.lastSentAt != nil, sinceFirst >= config.replaceAfter * Double(creates.count),
+               let first = creates.first,
+               let prices = try context.replacementPrices(
+                   over: latest, ceiling: config.gasPriceCeiling(firstPrice: first.gasPrice, gasLimit: latest.gasLimit, fee: latest.value)) {
                 // Not mined for long: same nonce, higher price. Both are kept; whichever lands counts.
-                let price = max(BigUInt(Double(latest.gasPrice) * config.replacementPriceFactor), latest.gasPrice + 1,
-                                try context.gasPrice())
-                let draft = try context.draft(.createTask, try createTaskCall(of: job, context), gasLimit: latest.gasLimit,
-                                              gasPrice: price, replacingNonce: latest.nonce)
-                return .sign(draft, note: "createTask not mined after \(Int(sinceFirst)) s: replaced at gas price \(price)")
+                let draft = context.draft(.createTask, try createTaskCall(of: job, context), gasLimit: latest.gasLimit,
+                                          gasPrice: prices.price, tip: prices.tip, replacingNonce: latest.nonce)
+                return .sign(draft, note: "createTask not mined after \(Int(sinceFirst)) s: replaced at gas price \(prices.price)")
             }
             toSend = latest
         }
@@ -97,14 +129,39 @@ struct CreateStage {
             if let (tx, receipt) = try context.minedReceipt(of: txs) {
                 return try mined(job, tx, receipt, context)
             }
-            // The nonce was used by a transaction that is not this job's: ours can never land.
-            try context.reconcileWallet()
-            return .fail(reason: "nonce \(latest.nonce) was used by a transaction that is not this job's, so its createTask can never be mined; no task was created",
-                         retryFrom: .create)
+            return try nonceUsedElsewhere(job, toSend.nonce, txs, context)
+        case .underpriced(let message):
+            // The one in the pool stays the job's latest; this one is never sent again.
+            context.refused(toSend, message)
+            return .wait(after: 1, note: "node refused a replacement: \(message)")
+        case .refusedForGood(let message):
+            context.refused(toSend, message)
+            guard toSend.purpose == .createTask else {
+                return .wait(after: config.backoff(attempt: job.stageAttempts), failedTry: true,
+                             error: "the wallet cannot even pay for the transfer that fills nonce \(toSend.nonce): \(message)")
+            }
+            return .sign(try context.fill(replacing: toSend),
+                         note: "node refused createTask for good (\(message)): nonce \(toSend.nonce) is filled instead")
         case .rejected(let message):
             return .wait(after: config.backoff(attempt: job.stageAttempts), note: "node refused createTask: \(message)", failedTry: true,
                          error: "node refused createTask: \(message)")
         }
+    }
+
+    /// The node says the nonce is used, but none of our transactions has a receipt (yet). Only
+    /// the chain showing another transaction at that nonce proves ours was never mined; until
+    /// then (a lagging node) the job keeps looking and never becomes payable again.
+    private func nonceUsedElsewhere(_ job: Job, _ nonce: UInt64, _ txs: [StoredTransaction], _ context: StageContext) throws -> StageOutcome {
+        guard let user = try context.network.transactionThatUsed(nonce: nonce, of: context.wallet.address) else {
+            return .wait(after: context.config.backoff(attempt: job.stageAttempts), failedTry: true,
+                         error: "nonce \(nonce) is used, but the node does not show by which transaction yet; looking again")
+        }
+        if txs.contains(where: { $0.hash == user }) {
+            return .wait(after: 1, note: "nonce \(nonce) was used by this job's transaction \(user.hex); waiting for its receipt")
+        }
+        try context.reconcileWallet()
+        return .fail(reason: "nonce \(nonce) was used by transaction \(user.hex), which is not this job's, so its createTask can never be mined; no task was created",
+                     retryFrom: .create)
     }
 
     /// The job's createTask call, rebuilt from its stored facts (for a replacement or a replay).
@@ -118,6 +175,13 @@ struct CreateStage {
 
     private func mined(_ job: Job, _ tx: StoredTransaction, _ receipt: TransactionReceipt, _ context: StageContext) throws -> StageOutcome {
         var facts = JobFacts(txHash: tx.hash, txBlockNumber: receipt.blockNumber, stamps: [.txMined])
+        if tx.purpose == .fillNonce {
+            if job.cancelRequested {
+                return .cancel(note: "nonce \(tx.nonce) was filled by tx \(tx.hash.hex); no task was created", facts: facts)
+            }
+            return .fail(reason: "createTask was never mined (\(job.lastError ?? "past its deadline")); nonce \(tx.nonce) was filled by a zero-value transfer and no task was created",
+                         retryFrom: .create, facts: facts)
+        }
         guard receipt.status else {
             return .fail(reason: "createTask reverted: \(revertReason(job, tx, receipt, context))", retryFrom: .create, facts: facts)
         }
@@ -128,8 +192,10 @@ struct CreateStage {
         }
         facts.taskId = taskId
         if job.cancelRequested {
-            return .cancel(note: "task \(taskId) created in block \(receipt.blockNumber), then cancelled as requested (its arguments are never uploaded)",
-                           facts: facts)
+            // The task exists: cancel it on chain for the refund (its arguments are never uploaded).
+            facts.refundReason = "cancelled by operator"
+            return .advance(to: .poll, facts: facts,
+                            note: "task \(taskId) created in block \(receipt.blockNumber), then cancelled as requested: cancelling it on chain for the refund")
         }
         return .advance(to: .upload, facts: facts, note: "task \(taskId) created in block \(receipt.blockNumber) by tx \(tx.hash.hex)")
     }
@@ -141,9 +207,4 @@ struct CreateStage {
         guard let call = try? createTaskCall(of: job, context) else { return "unknown reason" }
         return context.network.revertReason(of: call, from: context.wallet.address, gas: tx.gasLimit, block: receipt.blockNumber)
     }
-}
-
-struct WorkerError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }

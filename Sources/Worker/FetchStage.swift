@@ -9,6 +9,9 @@ struct FetchStage {
         guard let taskId = job.taskId else {
             return .fail(reason: "job is in fetch without a task id", retryFrom: .fetch)
         }
+        if job.cancelRequested {
+            return .cancel(note: "cancelled before the results of task \(taskId) were stored")
+        }
         if context.seconds(since: job.stageEnteredAt) > config.fetchDeadline {
             return .fail(reason: "the results of task \(taskId) could not be downloaded within \(Int(config.fetchDeadline)) s (last error: \(job.lastError ?? "not uploaded yet"))",
                          retryFrom: .fetch)
@@ -16,7 +19,7 @@ struct FetchStage {
         let count = job.kind == TaskKind.gpt.rawValue ? 1 : max(Int(clamping: job.cap ?? 1), 1)
         var files: [ResultFile] = []
         for index in 0..<count {
-            switch try context.network.downloadResult(taskId: taskId, index: index) {
+            switch try context.network.downloadResult(taskId: taskId, index: index, signer: context.wallet.address) {
             case .data(let bytes, let contentType):
                 files.append(ResultFile(index: index, contentType: contentType, data: bytes))
             case .notReady:

@@ -20,7 +20,8 @@ import Postgres
 /// durable.
 struct Pipeline {
     let network: any TaskNetwork
-    let wallet: Wallet
+    /// The wallets this worker holds; claims only return jobs that belong to one of them (or to none yet).
+    let wallets: [Wallet]
     let config: WorkerConfig
     let worker: String
     let log: WorkerLog
@@ -50,8 +51,15 @@ struct Pipeline {
         }
     }
 
+    /// The wallet a job pays with: the one that signed its first transaction, else one of ours
+    /// by the job's id (spreads new jobs over the wallets; any worker agrees on the choice).
+    func wallet(for job: Job) -> Wallet {
+        if let address = job.walletAddress, let held = wallets.first(where: { $0.address == address }) { return held }
+        return wallets[Int(UInt64(bitPattern: job.id) % UInt64(wallets.count))]
+    }
+
     private func context(_ db: PostgresConnection, _ job: Job, justSigned: StoredTransaction? = nil) -> StageContext {
-        StageContext(network: network, config: config, wallet: wallet, justSigned: justSigned) { purpose in
+        StageContext(network: network, config: config, wallet: wallet(for: job), justSigned: justSigned) { purpose in
             try JobStore.transactions(db, of: job, purpose: purpose)
         }
     }
@@ -68,8 +76,15 @@ struct Pipeline {
                 try apply(db, outcome, to: job, observed: context.observed)
                 return
             }
-            let signed = try JobStore.record(db, draft, facts: facts, note: note, for: job, worker: worker, observed: context.observed) {
-                try wallet.sign(draft, nonce: $0)
+            let signed: StoredTransaction
+            do {
+                signed = try JobStore.record(db, draft, facts: facts, note: note, for: job, worker: worker, observed: context.observed) {
+                    try context.wallet.sign(draft, nonce: $0)
+                }
+            } catch is AdmissionDenied {
+                // Other createTasks are on their way to the queue; this one waits its turn.
+                try apply(db, .wait(after: config.admissionRetry), to: job, observed: context.observed)
+                return
             }
             log.info("job \(job.id) signed \(draft.purpose.rawValue) nonce \(signed.nonce) tx \(signed.hash.hex)")
             // Signing wrote facts under the same lease: continue from the stored row, with the
@@ -120,6 +135,7 @@ struct Pipeline {
         case .fail(let reason, _, _): log.info("job \(job.id) failed in \(job.stage.rawValue): \(reason)")
         case .cancel(let note, _): log.info("job \(job.id) cancelled: \(note)")
         case .succeed(let files, _): log.info("job \(job.id) succeeded: \(files.count) result(s) stored")
+        case .recreate(let note): log.info("job \(job.id): \(note)")
         case .wait(let after, _, _, true, let error):
             log.info("job \(job.id) \(job.stage.rawValue): \(error ?? "not yet"); retrying in \(String(format: "%.1f", after)) s")
         case .wait, .sign: break

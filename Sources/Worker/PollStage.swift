@@ -14,9 +14,7 @@ struct PollStage {
         var outcomes = [StageOutcome?](repeating: nil, count: batch.count)
         var live: [Int] = []
         for (index, (job, context)) in batch.enumerated() {
-            if job.cancelRequested {
-                outcomes[index] = .cancel(note: "cancelled while the task ran")
-            } else if job.taskId == nil {
+            if job.taskId == nil {
                 outcomes[index] = .fail(reason: "job is in poll without a task id", retryFrom: .poll)
             } else if let cancel = context.justSigned, cancel.purpose == .cancelTask {
                 // The cancelTask we just stored: send it, and see the refund on a later poll.
@@ -36,7 +34,9 @@ struct PollStage {
                 outcomes[index] = try Self.guarded(job, context) { try decide(job, try state.get(), context) }
             }
         }
-        return outcomes.map { $0! }
+        return zip(batch, outcomes).map { item, outcome in
+            outcome ?? item.context.retryLater(item.job, after: WorkerError("no answer for task \(item.job.taskId ?? 0) in the batch"))
+        }
     }
 
     /// A failure of this job's own requests makes it due again later; a database failure is not
@@ -53,7 +53,16 @@ struct PollStage {
 
     private func decide(_ job: Job, _ state: TaskState, _ context: StageContext) throws -> StageOutcome {
         let taskId = job.taskId!
-        let nextPoll = context.config.nextPoll(waited: context.seconds(since: job.stageEnteredAt))
+        let config = context.config
+        let nextPoll = config.nextPoll(waited: context.seconds(since: job.stageEnteredAt))
+        if job.cancelRequested, job.refundReason == nil {
+            // A queued task can be cancelled at once for its whole fee; a running one runs on
+            // (its nodes are paid, or their watchdog refunds it after the deadline).
+            if state.phase == .absent, try finishedFromLogs(job, taskId, context) == nil, try context.network.isQueued(taskId: taskId) {
+                return try cancelForRefund(job, taskId, "cancelled by operator", context)
+            }
+            return .cancel(note: "cancelled while the task ran")
+        }
         switch state.phase {
         case .succeeded(let node):
             return .advance(to: .fetch, facts: JobFacts(resultNode: node, stamps: [.taskFinished]),
@@ -65,8 +74,8 @@ struct PollStage {
             if state.deadline > 0 {
                 let deadline = Date(timeIntervalSince1970: Double(state.deadline))
                 if job.taskDeadline == nil { facts.taskDeadline = deadline }
-                if context.now > deadline.addingTimeInterval(context.config.cancelGrace) {
-                    return try cancelOverdue(job, taskId, context)
+                if context.now > deadline.addingTimeInterval(config.cancelGrace) {
+                    return try cancelForRefund(job, taskId, job.refundReason ?? "the task is past its deadline", context)
                 }
             }
             return .wait(after: nextPoll, facts: facts)
@@ -74,6 +83,12 @@ struct PollStage {
             // Queued, or finished and deleted. The outcome logs tell the latter apart.
             if let finished = try finishedFromLogs(job, taskId, context) { return finished }
             if try context.network.isQueued(taskId: taskId) {
+                if let reason = job.refundReason {
+                    return try cancelForRefund(job, taskId, reason, context)
+                }
+                if let queuedAt = job.taskQueuedAt, context.seconds(since: queuedAt) > config.queueTimeout {
+                    return try cancelForRefund(job, taskId, "queued on chain for longer than \(Int(config.queueTimeout)) s", context)
+                }
                 // One history line when the task is first seen queued, not one per poll.
                 guard job.taskQueuedAt == nil else { return .wait(after: nextPoll) }
                 return .wait(after: nextPoll, facts: JobFacts(stamps: [.taskQueued]),
@@ -83,7 +98,7 @@ struct PollStage {
                 return .fail(reason: "task \(taskId) is neither running, queued nor finished on chain", retryFrom: .poll)
             }
             // Between queue and start, or a lagging node: look again soon.
-            return .wait(after: context.config.backoff(attempt: job.stageAttempts), failedTry: true)
+            return .wait(after: config.backoff(attempt: job.stageAttempts), failedTry: true)
         }
     }
 
@@ -94,34 +109,60 @@ struct PollStage {
             return .advance(to: .fetch, facts: JobFacts(resultNode: node, stamps: [.taskFinished]),
                             note: "task \(taskId) succeeded on chain (result node \(node.checksummed))")
         case .aborted(let reason)?:
-            return .fail(reason: "task \(taskId) was aborted on chain: \(reason)", retryFrom: .create,
-                         facts: JobFacts(abortReason: reason, stamps: [.taskFinished]))
+            let facts = JobFacts(abortReason: reason, stamps: [.taskFinished])
+            if let refund = job.refundReason, reason == TaskContract.cancelledReason {
+                if job.cancelRequested {
+                    return .cancel(note: "task \(taskId) was cancelled on chain; its fee went back to the wallet", facts: facts)
+                }
+                return .fail(reason: "\(refund); task \(taskId) was cancelled on chain and its fee refunded", retryFrom: .create, facts: facts)
+            }
+            if reason == TaskContract.evictedReason, job.refundReason == nil, job.recreations < context.config.maxRecreations {
+                return .recreate(note: "task \(taskId) was evicted from the full queue by better-paying tasks (its fee of \(job.feeWei.map { "\($0) wei" } ?? "?") is not refunded); creating it again (\(job.recreations + 1) of at most \(context.config.maxRecreations))")
+            }
+            return .fail(reason: "task \(taskId) was aborted on chain: \(reason)", retryFrom: .create, facts: facts)
         case nil:
             return nil
         }
     }
 
-    /// The task is past its on-chain deadline: cancel it for the refund. The poll that follows
-    /// sees the TaskAborted("Task Cancelled") and fails the job with it.
-    private func cancelOverdue(_ job: Job, _ taskId: UInt64, _ context: StageContext) throws -> StageOutcome {
+    /// Cancels the task on chain for its refund: a queued task at once, a running one after its
+    /// deadline. The poll that follows sees TaskAborted("Task Cancelled") and ends the job. A
+    /// cancelTask already sent is followed to its end: sent again, or replaced at a higher price.
+    private func cancelForRefund(_ job: Job, _ taskId: UInt64, _ reason: String, _ context: StageContext) throws -> StageOutcome {
+        let config = context.config
+        let facts = JobFacts(refundReason: job.refundReason ?? reason)
         let sent = try context.transactions(.cancelTask)
-        if let latest = sent.last {
-            if try context.minedReceipt(of: sent) == nil, context.seconds(since: latest.lastSentAt) >= context.config.rebroadcastAfter {
+        if let latest = sent.last(where: { $0.refusedAt == nil }) ?? sent.last {
+            if let (_, receipt) = try context.minedReceipt(of: sent) {
+                // Mined: the abort shows on a later poll. A reverted cancel (a race with the task
+                // ending) leaves the job polling until it finishes one way or the other.
+                return .wait(after: receipt.status ? 2 : config.pollIntervalMax, facts: facts)
+            }
+            if context.seconds(since: latest.lastSentAt) >= config.replaceAfter, let first = sent.first,
+               let prices = try context.replacementPrices(
+                   over: latest, ceiling: config.gasPriceCeiling(firstPrice: first.gasPrice, gasLimit: latest.gasLimit, fee: job.feeWei ?? 0)) {
+                let draft = context.draft(.cancelTask, context.network.cancelTaskCall(taskId: taskId), gasLimit: latest.gasLimit,
+                                          gasPrice: prices.price, tip: prices.tip, replacingNonce: latest.nonce)
+                return .sign(draft, facts: facts, note: "cancelTask not mined: replaced at gas price \(prices.price)")
+            }
+            if context.seconds(since: latest.lastSentAt) >= config.rebroadcastAfter {
                 _ = try context.broadcast(latest)
             }
-            return .wait(after: 2)
+            return .wait(after: 2, facts: facts)
         }
         let call = context.network.cancelTaskCall(taskId: taskId)
         let gasLimit: UInt64
         switch try context.network.estimateGas(call, from: context.wallet.address) {
         case .gas(let estimate):
-            let (padded, overflow) = estimate.addingReportingOverflow(estimate / 4 + 10_000)
-            gasLimit = overflow ? .max : padded
-        case .reverts(let reason):
+            // Freeing the nodes may start a queued task inside the same transaction: room for it.
+            let (padded, overflow) = estimate.multipliedReportingOverflow(by: 2)
+            gasLimit = overflow ? .max : max(padded, 300_000)
+        case .reverts(let why):
             // e.g. "Task has not exceeded the deadline yet" (clock skew) or already gone: poll on.
-            return .wait(after: context.config.pollIntervalMax, note: "cancelTask would revert (\(reason)); polling on")
+            return .wait(after: config.pollIntervalMax, facts: facts, note: "cancelTask would revert (\(why)); polling on")
         }
-        let draft = try context.draft(.cancelTask, call, gasLimit: gasLimit, gasPrice: try context.gasPrice())
-        return .sign(draft, note: "task \(taskId) is past its deadline: cancelTask for the refund")
+        let price = try context.gasPrice()
+        let draft = context.draft(.cancelTask, call, gasLimit: gasLimit, gasPrice: price, tip: try context.tip(under: price))
+        return .sign(draft, facts: facts, note: "task \(taskId): cancelTask for the refund (\(reason))")
     }
 }

@@ -42,6 +42,11 @@ final class StageContext {
         return try network.send(raw: tx.raw)
     }
 
+    /// The node refused these bytes for good: the store marks them, and they are not sent again.
+    func refused(_ tx: StoredTransaction, _ reason: String) {
+        observed.refused.append((tx.hash, reason))
+    }
+
     /// The receipt of whichever of `txs` was mined, newest first.
     func minedReceipt(of txs: [StoredTransaction]) throws -> (StoredTransaction, TransactionReceipt)? {
         for tx in txs.reversed() {
@@ -65,12 +70,40 @@ final class StageContext {
         return config.useEIP1559 ? price * 2 : price
     }
 
-    /// A transaction to sign from the wallet, priced now.
-    func draft(_ purpose: TransactionPurpose, _ call: ContractCall, gasLimit: UInt64, gasPrice: BigUInt,
-               replacingNonce: UInt64? = nil) throws -> TransactionDraft {
-        let tip = config.useEIP1559 ? min(try network.maxPriorityFeePerGas(), gasPrice) : nil
-        return TransactionDraft(purpose: purpose, wallet: wallet.address, replacingNonce: replacingNonce, to: call.to,
-                                data: call.data, value: call.value, gasLimit: gasLimit, gasPrice: gasPrice, tip: tip)
+    /// A transaction to sign from the wallet.
+    func draft(_ purpose: TransactionPurpose, _ call: ContractCall, gasLimit: UInt64, gasPrice: BigUInt, tip: BigUInt?,
+               replacingNonce: UInt64? = nil, admission: (room: UInt64, queueReadAt: Date)? = nil) -> TransactionDraft {
+        TransactionDraft(purpose: purpose, wallet: wallet.address, replacingNonce: replacingNonce, to: call.to, data: call.data,
+                         value: call.value, gasLimit: gasLimit, gasPrice: gasPrice, tip: tip, admission: admission)
+    }
+
+    /// The tip for a new EIP-1559 transaction at `price`; nil for legacy.
+    func tip(under price: BigUInt) throws -> BigUInt? {
+        config.useEIP1559 ? min(try network.maxPriorityFeePerGas(), price) : nil
+    }
+
+    /// Prices for a transaction that replaces `latest` in the pool: 25% more on the price and on
+    /// the tip (nodes want 10%), at least what the node asks now, at most `ceiling`. nil when the
+    /// ceiling leaves no room for a replacement the node would take: send the same bytes again.
+    func replacementPrices(over latest: StoredTransaction, ceiling: BigUInt?) throws -> (price: BigUInt, tip: BigUInt?)? {
+        func bump(_ old: BigUInt, _ now: BigUInt, _ cap: BigUInt?) -> BigUInt? {
+            var new = max(old * 125 / 100, old + 1, now)
+            if let cap { new = min(new, cap) }
+            return new * 100 >= old * 110 ? new : nil
+        }
+        guard let price = bump(latest.gasPrice, try gasPrice(), ceiling) else { return nil }
+        guard let oldTip = latest.tip else { return (price, nil) }
+        guard let tip = bump(oldTip, try network.maxPriorityFeePerGas(), price) else { return nil }
+        return (price, tip)
+    }
+
+    /// A zero-value transfer to the wallet itself at `nonce`, priced to replace `latest`.
+    func fill(replacing latest: StoredTransaction) throws -> TransactionDraft {
+        guard let prices = try replacementPrices(over: latest, ceiling: nil) else {
+            throw WorkerError("no price replaces transaction \(latest.hash.hex)")
+        }
+        return draft(.fillNonce, network.fillCall(for: wallet.address), gasLimit: 21_000, gasPrice: prices.price, tip: prices.tip,
+                     replacingNonce: latest.nonce)
     }
 
     /// A network hiccup (timeout, 5xx, refused connection): due again with backoff.

@@ -10,14 +10,17 @@ struct UploadStage {
             return .fail(reason: "job is in upload without a task id", retryFrom: .upload)
         }
         if job.cancelRequested {
-            return .cancel(note: "cancelled before the arguments were uploaded")
+            // The task was paid for and will never get its arguments: take the fee back.
+            return .advance(to: .poll, facts: JobFacts(refundReason: "cancelled by operator"),
+                            note: "cancelled before the arguments were uploaded: cancelling task \(taskId) on chain for the refund")
         }
         if context.seconds(since: job.stageEnteredAt) > config.uploadDeadline {
-            return .fail(reason: "the relay did not accept the task arguments within \(Int(config.uploadDeadline)) s (last error: \(job.lastError ?? "none"))",
-                         retryFrom: .upload)
+            let reason = "the relay did not accept the task arguments within \(Int(config.uploadDeadline)) s (last error: \(job.lastError ?? "none"))"
+            return .advance(to: .poll, facts: JobFacts(refundReason: reason), note: "\(reason): cancelling task \(taskId) on chain for the refund")
         }
+        guard let arguments = job.taskArgs else { throw WorkerError("job \(job.id) was claimed for upload without its arguments") }
         let uploaded = JobFacts(stamps: [.argsUploaded])
-        switch try context.network.uploadTaskArguments(taskId: taskId, arguments: job.taskArgs) {
+        switch try context.network.uploadTaskArguments(taskId: taskId, arguments: arguments, signer: context.wallet.address) {
         case .uploaded:
             return .advance(to: .poll, after: config.pollInterval, facts: uploaded, note: "arguments uploaded to the relay")
         case .alreadyUploaded:

@@ -1,6 +1,7 @@
 import BigInt
 import Ethereum
 import Foundation
+import Postgres
 
 /// Everything a worker process needs to know. Built from flags and environment by the CLI.
 public struct WorkerConfig: Sendable {
@@ -11,7 +12,9 @@ public struct WorkerConfig: Sendable {
     public var expectedChainId: UInt64?
     public var taskContract: Address
     public var taskQueueContract: Address
-    public var key: PrivateKey
+    /// The wallets this worker pays with. A job stays with the wallet that signed its first
+    /// transaction; a new job goes to one of them by its id.
+    public var keys: [PrivateKey]
     /// A name for this process in leases and history (hostname:pid by default).
     public var workerName: String
 
@@ -43,8 +46,26 @@ public struct WorkerConfig: Sendable {
     /// with a higher price (same nonce) after `replaceAfter`.
     public var rebroadcastAfter: Double = 10
     public var replaceAfter: Double = 60
-    /// Price factor for a replacement (geth wants at least +10%).
-    public var replacementPriceFactor: Double = 1.25
+    /// A replacement pays 25% more than the transaction it replaces (nodes want at least +10%),
+    /// up to a ceiling: `maxGasPriceWei`, else `gasPriceCeilingFactor` × the first price, and
+    /// never more gas (price × limit) than `maxGasShareOfFee` of the task's fee when that is set.
+    public var maxGasPriceWei: BigUInt?
+    public var gasPriceCeilingFactor: UInt = 3
+    public var maxGasShareOfFee: Double?
+    /// A createTask not mined this long after the job entered create has its nonce filled (a
+    /// zero-value transfer to the wallet itself) and the job fails without a task.
+    public var createDeadline: Double = 900
+
+    /// Admission control: while creating could evict one of our own queued tasks, a job waits
+    /// this long in PostgreSQL before it looks again.
+    public var admissionRetry: Double = 3
+    /// A task evicted from the full queue anyway (others paid more) is created again this many times.
+    public var maxRecreations = 3
+    /// A task queued on chain longer than this is cancelled for its full refund (nil: the
+    /// network's task timeout, 900 s on era D).
+    public var queueTimeout: Double = 900
+    /// How often the wallet keeper looks for transactions no stage follows any more.
+    public var keeperInterval: Double = 10
 
     /// Stage deadlines, measured from entering the stage.
     public var uploadDeadline: Double = 600
@@ -52,21 +73,33 @@ public struct WorkerConfig: Sendable {
     /// Extra time after the on-chain deadline before we cancel the task ourselves.
     public var cancelGrace: Double = 30
 
+    /// PEM file of the certificate authorities to trust for the node and the Relay (a private CA).
+    public var caFile: String?
+    /// How long `run` waits for PostgreSQL at start; nil: until it answers.
+    public var startupTimeout: Double?
     /// After SIGTERM/SIGINT, how long stages in flight may take before their leases are released.
     public var shutdownGrace: Double = 20
     /// Exit once no job is pending (demo and tests).
     public var exitWhenIdle = false
 
     public init(databaseURL: String?, rpcURL: String, relayURL: String, expectedChainId: UInt64?,
-                taskContract: Address, taskQueueContract: Address, key: PrivateKey, workerName: String) {
+                taskContract: Address, taskQueueContract: Address, keys: [PrivateKey], workerName: String) {
         self.databaseURL = databaseURL
         self.rpcURL = rpcURL
         self.relayURL = relayURL
         self.expectedChainId = expectedChainId
         self.taskContract = taskContract
         self.taskQueueContract = taskQueueContract
-        self.key = key
+        self.keys = keys
         self.workerName = workerName
+    }
+
+    /// Session limits of the worker's own connections: no statement or lock wait holds a thread
+    /// (or the wallet row, and with it every signature) for long.
+    static let databaseSettings = ["statement_timeout": "60s", "lock_timeout": "10s", "idle_in_transaction_session_timeout": "60s"]
+
+    func connectDatabase() throws -> PostgresConnection {
+        try PostgresConnection(url: databaseURL, settings: Self.databaseSettings)
     }
 
     public static func defaultWorkerName() -> String {
@@ -76,6 +109,16 @@ public struct WorkerConfig: Sendable {
     func backoff(attempt: Int) -> Double {
         let exponential = retryBase * pow(2, Double(min(attempt, 20)))
         return min(exponential, retryMax) * Double.random(in: 0.8...1.2)
+    }
+
+    /// The highest price a replacement may pay, given the first price, the gas limit and the fee.
+    func gasPriceCeiling(firstPrice: BigUInt, gasLimit: UInt64, fee: BigUInt) -> BigUInt {
+        var ceiling = maxGasPriceWei ?? firstPrice * BigUInt(gasPriceCeilingFactor)
+        if let share = maxGasShareOfFee, gasLimit > 0 {
+            let basisPoints = BigUInt(max(0, min(share, 1)) * 10_000)
+            ceiling = min(ceiling, fee * basisPoints / 10_000 / BigUInt(gasLimit))
+        }
+        return max(ceiling, firstPrice)
     }
 
     /// The next getTask poll: a tenth of the time the task has run so far, within the bounds.

@@ -2,6 +2,7 @@ import Crynux
 import Dispatch
 import Ethereum
 import Foundation
+import HTTP
 import JobQueue
 import Postgres
 
@@ -16,31 +17,45 @@ public final class WorkerRuntime: @unchecked Sendable {
     private var wakeups = 0
     private var running = 0
 
+    /// The name on this process's leases and history lines: the configured name and a random
+    /// suffix, so that two processes given the same name never hand back each other's leases.
+    public let leaseHolder: String
+
     public init(config: WorkerConfig, log: WorkerLog) {
         self.config = config
         self.log = log
+        leaseHolder = "\(config.workerName)#\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
     }
 
     /// Runs until stopped (signal, `stop()`, or idle with `exitWhenIdle`). Throws only for
-    /// start-up problems: unreachable database or node, wrong chain, missing schema.
+    /// start-up problems: a database that does not answer within `startupTimeout`, an unreachable
+    /// node, a wrong chain, a schema this build does not match. Once running, no database error
+    /// ends it: every connection is opened again on its next use.
     public func run() throws {
-        let db = try PostgresConnection(url: config.databaseURL)
-        guard try !Migrator.appliedVersions(db).isEmpty else {
-            throw WorkerError("the database has no crynux schema: run `crynux-worker migrate` first")
+        let db = try waitingForDatabase("starting", timeout: config.startupTimeout, log: log, stopping: { isStopping }) {
+            let db = try config.connectDatabase()
+            let missing = try Migrator.missingVersions(db)
+            guard missing.isEmpty else {
+                throw WorkerError("the database lacks schema migration(s) \(missing.map(String.init).joined(separator: ", ")) of this build: run `crynux-worker migrate` first")
+            }
+            return db
         }
         // A node that is briefly unreachable or failing at start is waited for; a wrong chain is not.
-        let network = try retryingTransient("connecting to \(config.rpcURL)") {
+        Self.protectSecrets()
+        let network = try retryingTransient("connecting to \(redactedURL(config.rpcURL))") {
             try EraDNetwork.connect(rpcURL: config.rpcURL, relayURL: config.relayURL, taskContract: config.taskContract,
-                                    taskQueueContract: config.taskQueueContract, key: config.key)
+                                    taskQueueContract: config.taskQueueContract, keys: config.keys, caFile: config.caFile)
         }
         if let expected = config.expectedChainId, expected != network.chainId {
-            throw WorkerError("the node at \(config.rpcURL) serves chain \(network.chainId), not the configured chain \(expected)")
+            throw WorkerError("the node at \(redactedURL(config.rpcURL)) serves chain \(network.chainId), not the configured chain \(expected)")
         }
-        let wallet = Wallet(key: config.key, chainId: network.chainId)
-        let pending = try retryingTransient("reading the wallet's nonce") { try network.pendingNonce(of: wallet.address) }
-        try JobStore.reconcileWallet(db, wallet.address, chainId: wallet.chainId, pendingNonce: pending)
-        log.info("started: wallet \(wallet.address.checksummed), chain \(network.chainId), \(config.concurrency) threads")
-        let pipeline = Pipeline(network: network, wallet: wallet, config: config, worker: config.workerName, log: log)
+        let wallets = config.keys.map { Wallet(key: $0, chainId: network.chainId) }
+        for wallet in wallets {
+            try waitingForDatabase("preparing wallet \(wallet.address.checksummed)", timeout: config.startupTimeout, log: log,
+                                   stopping: { isStopping }) { try prepare(wallet, db, network) }
+        }
+        log.info("started: wallet(s) \(wallets.map(\.address.checksummed).joined(separator: ", ")), chain \(network.chainId), \(config.concurrency) threads, \(PostgresConnection.statementsSent) database statements sent")
+        let pipeline = Pipeline(network: network, wallets: wallets, config: config, worker: leaseHolder, log: log)
 
         let done = DispatchGroup()
         for index in 0..<max(config.concurrency, 1) {
@@ -52,11 +67,19 @@ public final class WorkerRuntime: @unchecked Sendable {
             thread.name = "stage-\(index)"
             thread.start()
         }
+        let keeper = Thread { [self] in keepWallets(WalletKeeper(network: network, config: config, log: log), wallets) }
+        keeper.name = "wallet-keeper"
+        keeper.start()
 
-        try db.listen(JobStore.notifyChannel)
+        var listening = false
         var lastIdleCheck = Date.distantPast
         while !isStopping {
             do {
+                // Once LISTEN went through, the connection issues it again after every reconnect.
+                if !listening {
+                    try db.listen(JobStore.notifyChannel)
+                    listening = true
+                }
                 if try db.waitForNotification(timeout: 0.5) != nil { wakeAll() }
                 if config.exitWhenIdle, -lastIdleCheck.timeIntervalSinceNow >= 1 {
                     lastIdleCheck = Date()
@@ -67,15 +90,62 @@ public final class WorkerRuntime: @unchecked Sendable {
                 }
             } catch {
                 log.error("listener: \(error)")
-                Thread.sleep(forTimeInterval: 1)
+                idle(upTo: 1, ignoringWakeups: true)
             }
         }
 
         if done.wait(timeout: .now() + config.shutdownGrace) == .timedOut {
             log.info("stages still running after \(Int(config.shutdownGrace)) s; releasing their leases")
         }
-        let released = try JobStore.releaseAll(db, worker: config.workerName)
-        log.info("stopped (\(released) lease(s) handed back)")
+        // The leases are handed back when the database answers; else they expire and another
+        // worker takes the jobs. Either way the stop is clean.
+        var released = 0
+        do {
+            released = try JobStore.releaseAll(db, worker: leaseHolder)
+        } catch {
+            log.error("could not hand back the leases (they expire within \(Int(config.leaseSeconds)) s): \(error)")
+        }
+        log.info("stopped (\(released) lease(s) handed back, \(PostgresConnection.statementsSent) database statements sent)")
+    }
+
+    /// Before a wallet signs anything: if the chain knows transactions of it that the database
+    /// does not (its records were lost), wait for them to settle and give the tasks they created
+    /// back to their jobs; then the wallet row never hands out a nonce the chain has seen.
+    private func prepare(_ wallet: Wallet, _ db: PostgresConnection, _ network: EraDNetwork) throws {
+        let known = try JobStore.nextNonce(db, wallet: wallet.address)
+        var pending = try retryingTransient("reading the wallet's nonce") { try network.pendingNonce(of: wallet.address) }
+        if let known, pending > known {
+            log.info("wallet \(wallet.address.checksummed): the chain has nonces up to \(pending), the database only up to \(known); looking for tasks whose records were lost")
+            let settleBy = Date().addingTimeInterval(config.createDeadline)
+            while try retryingTransient("reading the wallet's nonce", { try network.minedNonce(of: wallet.address) }) < pending,
+                  Date() < settleBy, !isStopping {
+                Thread.sleep(forTimeInterval: 1)
+                pending = try network.pendingNonce(of: wallet.address)
+            }
+            let adopted = try retryingTransient("looking for lost tasks") {
+                try Adoption.adopt(db, network, wallet, fromNonce: known, log: log)
+            }
+            log.info("wallet \(wallet.address.checksummed): \(adopted) task(s) adopted")
+        }
+        try JobStore.reconcileWallet(db, wallet.address, chainId: wallet.chainId, pendingNonce: pending)
+    }
+
+    /// The wallet keeper's loop: one pass per wallet every `keeperInterval`, until stopped.
+    private func keepWallets(_ keeper: WalletKeeper, _ wallets: [Wallet]) {
+        var connection: PostgresConnection?
+        while !isStopping {
+            idle(upTo: config.keeperInterval, ignoringWakeups: true)
+            if isStopping { break }
+            for wallet in wallets {
+                do {
+                    let db = try connection ?? config.connectDatabase()
+                    connection = db
+                    try keeper.pass(db, wallet)
+                } catch {
+                    log.error("wallet keeper \(wallet.address.checksummed): \(error)")
+                }
+            }
+        }
     }
 
     private func retryingTransient<T>(_ what: String, attempts: Int = 15, _ body: () throws -> T) throws -> T {
@@ -89,6 +159,12 @@ public final class WorkerRuntime: @unchecked Sendable {
                 Thread.sleep(forTimeInterval: 2)
             }
         }
+    }
+
+    /// A core dump would hold the keys: none is written.
+    static func protectSecrets() {
+        var none = rlimit(rlim_cur: 0, rlim_max: 0)
+        _ = setrlimit(Int32(RLIMIT_CORE.rawValue), &none)
     }
 
     public func stop() {
@@ -130,12 +206,12 @@ public final class WorkerRuntime: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Sleeps until woken by a NOTIFY, a stop, or `seconds` pass.
-    private func idle(upTo seconds: Double) {
+    /// Sleeps until woken by a NOTIFY (unless ignored), a stop, or `seconds` pass.
+    private func idle(upTo seconds: Double, ignoringWakeups: Bool = false) {
         condition.lock()
         let seen = wakeups
         let deadline = Date().addingTimeInterval(seconds)
-        while !stopping && wakeups == seen && condition.wait(until: deadline) {}
+        while !stopping && (ignoringWakeups || wakeups == seen) && condition.wait(until: deadline) {}
         condition.unlock()
     }
 
@@ -143,9 +219,10 @@ public final class WorkerRuntime: @unchecked Sendable {
         var connection: PostgresConnection?
         while !isStopping {
             do {
-                let db = try connection ?? PostgresConnection(url: config.databaseURL)
+                let db = try connection ?? config.connectDatabase()
                 connection = db
-                let jobs = try JobStore.claim(db, worker: config.workerName, limit: config.claimBatch, leaseSeconds: config.leaseSeconds)
+                let jobs = try JobStore.claim(db, worker: leaseHolder, wallets: pipeline.wallets.map(\.address),
+                                              limit: config.claimBatch, leaseSeconds: config.leaseSeconds)
                 if jobs.isEmpty {
                     // Sleep until the next job is due (a poll in 0.5 s should not wait for the idle interval).
                     let nextDue = try JobStore.secondsUntilNextDue(db)
@@ -155,7 +232,7 @@ public final class WorkerRuntime: @unchecked Sendable {
                 pipeline.run(db, jobs, stopping: { isStopping })
             } catch {
                 log.error("thread \(index): \(error)")
-                Thread.sleep(forTimeInterval: 1)
+                idle(upTo: 1, ignoringWakeups: true)
             }
         }
     }

@@ -3,6 +3,7 @@ import Ethereum
 import Foundation
 import JobQueue
 import Postgres
+import Worker
 
 @main
 struct CrynuxWorker: ParsableCommand {
@@ -15,7 +16,10 @@ struct CrynuxWorker: ParsableCommand {
 /// Options every command that talks to PostgreSQL takes.
 struct DatabaseOptions: ParsableArguments {
     @Option(name: .customLong("database-url"),
-            help: "postgres:// URL. Default: $DATABASE_URL, else libpq's PGHOST/PGPORT/PGUSER/PGDATABASE/PGPASSWORD.")
+            help: """
+                postgres:// URL. Default: $DATABASE_URL, else libpq's PGHOST/PGPORT/PGUSER/PGDATABASE. \
+                Keep passwords out of it (a command line shows in `ps`): use PGPASSWORD, ~/.pgpass or PGPASSFILE.
+                """)
     var url: String?
 
     func connect() throws -> PostgresConnection { try PostgresConnection(url: url) }
@@ -24,11 +28,15 @@ struct DatabaseOptions: ParsableArguments {
 struct Migrate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Apply the schema migrations that are missing (safe to run concurrently).")
     @OptionGroup var database: DatabaseOptions
+    @Option(help: "Seconds to wait for PostgreSQL (default: until it answers).") var startupTimeout: Double?
 
     func run() throws {
-        let db = try database.connect()
-        let applied = try Migrator.migrate(db)
-        let versions = try Migrator.appliedVersions(db)
+        // Many processes may migrate at once, also while the server restarts: they wait for it,
+        // then one applies each migration under an advisory lock and the rest find nothing to do.
+        let (applied, versions) = try waitingForDatabase("migrating", timeout: startupTimeout, log: WorkerLog(name: "migrate")) {
+            let db = try database.connect()
+            return (try Migrator.migrate(db), try Migrator.appliedVersions(db))
+        }
         if applied.isEmpty {
             print("schema is up to date (version \(versions.last.map(String.init) ?? "none"))")
         } else {
@@ -68,8 +76,9 @@ struct Submit: ParsableCommand {
             guard let date = ISO8601DateFormatter().date(from: notBefore) else { throw ValidationError("--not-before is not ISO 8601") }
             notBeforeDate = date
         }
-        // Trailing newlines from files and shells are not part of the arguments.
-        let trimmed = args.trimmingCharacters(in: .whitespacesAndNewlines)
+        // A byte-order mark some editors write, and trailing newlines from files and shells, are not
+        // part of the arguments (the stored string is what is hashed and uploaded, byte for byte).
+        let trimmed = (args.hasPrefix("\u{FEFF}") ? String(args.dropFirst()) : args).trimmingCharacters(in: .whitespacesAndNewlines)
         let id = try JobStore.submit(database.connect(), JobSubmission(
             kind: kind, taskArgs: trimmed, priority: priority, notBefore: notBeforeDate,
             idempotencyKey: idempotencyKey, feeWei: feeWei, vramLimit: vramLimit))
@@ -91,10 +100,28 @@ struct Show: ParsableCommand {
             ("wallet", job.walletAddress?.checksummed), ("nonce", job.txNonce.map(String.init)), ("tx hash", job.txHash?.hex),
             ("block", job.txBlockNumber.map(String.init)), ("task id", job.taskId.map(String.init)),
             ("fee (wei)", job.feeWei?.description), ("cap", job.cap.map(String.init)), ("vram (GB)", job.vramLimit.map(String.init)),
-            ("abort reason", job.abortReason), ("error", job.lastError), ("retry from", job.retryStage?.rawValue),
+            ("abort reason", job.abortReason), ("refund", job.refundReason), ("error", job.lastError), ("retry from", job.retryStage?.rawValue),
+            ("re-created", job.recreations > 0 ? "\(job.recreations) time(s) after evictions" : nil),
         ]
         for (name, value) in facts {
             if let value { print("\(name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(value)") }
+        }
+        let transactions = try JobStore.allTransactions(db, jobId: id)
+        if !transactions.isEmpty { print("transactions:") }
+        var seenNonces: Set<String> = []
+        for tx in transactions {
+            let key = "\(tx.wallet.bytes.hex):\(tx.nonce)"
+            let purpose: String
+            switch tx.purpose {
+            case .createTask: purpose = seenNonces.contains(key) ? "replacement" : "create"
+            case .cancelTask: purpose = seenNonces.contains(key) ? "cancel (replacement)" : "cancel"
+            case .fillNonce: purpose = "fill"
+            }
+            seenNonces.insert(key)
+            let state = tx.minedBlock.map { "mined in block \($0)\(tx.minedStatus == false ? " (reverted)" : "")" }
+                ?? tx.refusal.map { "refused: \($0)" } ?? (tx.sendCount > 0 ? "sent \(tx.sendCount)×, not mined" : "signed, not sent")
+            let price = tx.tip.map { "max fee \(tx.gasPrice), tip \($0)" } ?? "gas price \(tx.gasPrice)"
+            print("  \(purpose.padding(toLength: 20, withPad: " ", startingAt: 0)) \(tx.hash.hex)  wallet \(tx.wallet.checksummed) nonce \(tx.nonce)  value \(tx.value) wei, \(price), gas \(tx.gasLimit)  \(state)")
         }
         print("history:")
         for event in try JobStore.events(db, jobId: id) {
@@ -112,7 +139,7 @@ struct Cancel: ParsableCommand {
     func run() throws {
         switch try JobStore.cancel(database.connect(), id: id) {
         case .cancelled: print("job \(id) cancelled")
-        case .requested: print("job \(id): its createTask is signed and must be mined first; it will be cancelled right after")
+        case .requested: print("job \(id): cancel requested; the worker first settles what is on chain (fills the signed nonce, or cancels the task for its refund), then stops it")
         case .alreadyFinished(let status): print("job \(id) is already \(status.rawValue)")
         }
     }

@@ -24,7 +24,9 @@ struct Run: ParsableCommand {
     @Option(help: "Expected chain id, checked against the node [CRYNUX_CHAIN_ID].") var chainId: UInt64?
     @Option(help: "Task contract address [CRYNUX_TASK_CONTRACT].") var taskContract: String?
     @Option(help: "TaskQueue contract address [CRYNUX_TASK_QUEUE_CONTRACT].") var taskQueueContract: String?
-    @Option(help: "File holding the wallet's private key (hex) [CRYNUX_PRIVATE_KEY_FILE].") var privateKeyFile: String?
+    @Option(help: ArgumentHelp("File holding a wallet's private key (hex), or a folder of such files; repeat for several wallets [CRYNUX_PRIVATE_KEY_FILE].",
+                               valueName: "path"))
+    var privateKeyFile: [String] = []
 
     @Option(help: "Stage executions at once in this process.") var concurrency = 4
     @Option(help: "Jobs claimed per round trip.") var claimBatch = 8
@@ -37,11 +39,26 @@ struct Run: ParsableCommand {
     @Flag(help: "Send EIP-1559 (type 2) transactions instead of legacy EIP-155 ones.") var eip1559 = false
     @Option(help: "Seconds before an unmined transaction is sent again.") var rebroadcastAfter = 10.0
     @Option(help: "Seconds before an unmined createTask is replaced at a higher price.") var replaceAfter = 60.0
+    @Option(help: "Highest gas price (or max fee) a replacement may pay, in wei (default: 3 × the first price).") var maxGasPriceWei: String?
+    @Option(help: "A replacement never spends more gas than this share of the task's fee (0 to 1; default: no such limit).")
+    var maxGasShareOfFee: Double?
+    @Option(help: "Seconds a createTask may stay unmined before its nonce is filled and the job fails without a task.")
+    var createDeadline = 900.0
+    @Option(help: "Times a task evicted from the full on-chain queue is created again.") var maxRecreations = 3
+    @Option(help: "Seconds a task may wait in the on-chain queue before it is cancelled for its refund.") var queueTimeout = 900.0
+    @Option(help: "Seconds a job waits before it looks again while creating could evict our own queued tasks.")
+    var admissionRetry = 3.0
+    @Option(help: "Seconds between two rounds of the wallet keeper (re-sends or fills transactions no stage follows).")
+    var keeperInterval = 10.0
     @Option(help: "Seconds the upload stage may take.") var uploadDeadline = 600.0
     @Option(help: "Seconds the fetch stage may take.") var fetchDeadline = 1800.0
     @Option(help: "Seconds after the task's on-chain deadline before we cancel it for the refund.") var cancelGrace = 30.0
     @Option(help: "Seconds stages in flight may take after SIGTERM.") var shutdownGrace = 20.0
-    @Option(help: "Name in leases and history (default host:pid).") var workerName: String?
+    @Option(help: "Seconds to wait for PostgreSQL at start (default: until it answers).") var startupTimeout: Double?
+    @Option(help: "PEM file of the certificate authorities to trust for the node and the Relay (a private CA) [CRYNUX_CA_FILE]. Certificates and host names are always verified.")
+    var caFile: String?
+    @Option(help: "Name in leases and history (default host:pid); a random suffix keeps two processes with one name apart.")
+    var workerName: String?
     @Flag(help: "Exit when no job is pending.") var exitWhenIdle = false
     @Flag(help: "Log only errors.") var quiet = false
 
@@ -61,17 +78,30 @@ struct Run: ParsableCommand {
         }
         let expectedChain = chainId ?? env["CRYNUX_CHAIN_ID"].flatMap(UInt64.init) ?? described.uint64("chain_id")
 
-        let key: PrivateKey
-        if let path = privateKeyFile ?? env["CRYNUX_PRIVATE_KEY_FILE"] {
-            key = try PrivateKey(contentsOfFile: path)
-        } else if let hex = env["CRYNUX_PRIVATE_KEY"], !hex.isEmpty {
-            key = try PrivateKey(hex: hex)
-        } else {
-            throw ValidationError("no private key: set CRYNUX_PRIVATE_KEY or --private-key-file")
+        var keys: [PrivateKey] = []
+        let paths = privateKeyFile.isEmpty ? (env["CRYNUX_PRIVATE_KEY_FILE"].map { [$0] } ?? []) : privateKeyFile
+        for path in paths {
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
+                for name in try FileManager.default.contentsOfDirectory(atPath: path).sorted() where !name.hasPrefix(".") {
+                    keys.append(try PrivateKey(contentsOfFile: (path as NSString).appendingPathComponent(name)))
+                }
+            } else {
+                keys.append(try PrivateKey(contentsOfFile: path))
+            }
         }
+        if keys.isEmpty, let hex = env["CRYNUX_PRIVATE_KEY"], !hex.isEmpty {
+            keys.append(try PrivateKey(hex: hex))
+        }
+        // Read once; it need not stay where child processes and /proc/PID/environ show it (that
+        // file shows the process's first environment block, so the bytes are wiped in place).
+        if let value = getenv("CRYNUX_PRIVATE_KEY") { memset(value, 0, strlen(value)) }
+        unsetenv("CRYNUX_PRIVATE_KEY")
+        guard !keys.isEmpty else { throw ValidationError("no private key: set CRYNUX_PRIVATE_KEY or --private-key-file") }
+        guard Set(keys.map(\.address)).count == keys.count else { throw ValidationError("the same wallet key is given twice") }
 
         var config = WorkerConfig(databaseURL: database.url, rpcURL: rpc, relayURL: relay, expectedChainId: expectedChain,
-                                  taskContract: task, taskQueueContract: queue, key: key,
+                                  taskContract: task, taskQueueContract: queue, keys: keys,
                                   workerName: workerName ?? WorkerConfig.defaultWorkerName())
         config.concurrency = concurrency
         config.claimBatch = claimBatch
@@ -88,12 +118,24 @@ struct Run: ParsableCommand {
             config.gasPriceWei = wei
         }
         config.useEIP1559 = eip1559
+        if let maxGasPriceWei {
+            guard let wei = BigUInt(maxGasPriceWei) else { throw ValidationError("--max-gas-price-wei must be a whole number") }
+            config.maxGasPriceWei = wei
+        }
+        config.maxGasShareOfFee = maxGasShareOfFee
+        config.createDeadline = createDeadline
+        config.maxRecreations = maxRecreations
+        config.queueTimeout = queueTimeout
+        config.admissionRetry = admissionRetry
+        config.keeperInterval = keeperInterval
         config.rebroadcastAfter = rebroadcastAfter
         config.replaceAfter = replaceAfter
         config.uploadDeadline = uploadDeadline
         config.fetchDeadline = fetchDeadline
         config.cancelGrace = cancelGrace
         config.shutdownGrace = shutdownGrace
+        config.startupTimeout = startupTimeout
+        config.caFile = caFile ?? env["CRYNUX_CA_FILE"]
         config.exitWhenIdle = exitWhenIdle
 
         let runtime = WorkerRuntime(config: config, log: WorkerLog(name: config.workerName, quiet: quiet))

@@ -174,13 +174,55 @@ struct HTTPClientTests {
     @Test func errorsDoNotLeakURLSecrets() throws {
         let client = HTTPClient(options: HTTPOptions(connectTimeout: 2))
         do {
-            _ = try client.get("http://user:secret@127.0.0.1:\(closedPort())/rpc?apikey=topsecret")
+            _ = try client.get("http://user:secret@127.0.0.1:\(closedPort())/v3/pathkey?apikey=topsecret")
             Issue.record("expected an error")
         } catch {
+            // Providers put keys in the credentials, the path or the query: only scheme and host remain.
             let text = "\(error)"
             #expect(!text.contains("topsecret"))
             #expect(!text.contains("secret@"))
-            #expect(text.contains("/rpc"))
+            #expect(!text.contains("pathkey"))
+            #expect(text.contains("http://127.0.0.1:"))
+        }
+        #expect(redactedURL("https://u:p@rpc.example:8545/v3/KEY?x=1#f") == "https://rpc.example:8545/…")
+        #expect(redactedURL("http://127.0.0.1:8545") == "http://127.0.0.1:8545")
+    }
+
+    /// A self-signed certificate (its own CA) for `altName`, written to `dir`.
+    private func certificate(in dir: URL, name: String, altName: String) throws -> (cert: String, key: String) {
+        let cert = dir.appendingPathComponent("\(name)-cert.pem").path
+        let key = dir.appendingPathComponent("\(name)-key.pem").path
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        openssl.arguments = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                             "-subj", "/CN=\(name)", "-addext", "subjectAltName=\(altName)", "-keyout", key, "-out", cert]
+        openssl.standardError = FileHandle.nullDevice
+        openssl.standardOutput = FileHandle.nullDevice
+        try openssl.run()
+        openssl.waitUntilExit()
+        #expect(openssl.terminationStatus == 0)
+        return (cert, key)
+    }
+
+    @Test func aPrivateCAIsTrustedOnlyForTheRightHost() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("http-ca-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let right = try certificate(in: dir, name: "right", altName: "IP:127.0.0.1")
+        let other = try certificate(in: dir, name: "other", altName: "IP:127.0.0.1")
+        let wrongHost = try certificate(in: dir, name: "elsewhere", altName: "DNS:relay.example")
+        let server = try TestServer(tls: right)
+        defer { server.stop() }
+        // The server's CA named: the request goes through.
+        let trusting = HTTPClient(options: HTTPOptions(caFile: right.cert))
+        #expect(try trusting.get(server.base + "/bytes?n=10").body.count == 10)
+        // Another CA: refused.
+        #expect(throws: HTTPError.self) { _ = try HTTPClient(options: HTTPOptions(caFile: other.cert)).get(server.base + "/bytes?n=10") }
+        // The right CA, but a certificate for another host name: refused.
+        let misnamed = try TestServer(tls: wrongHost)
+        defer { misnamed.stop() }
+        #expect(throws: HTTPError.self) {
+            _ = try HTTPClient(options: HTTPOptions(caFile: wrongHost.cert)).get(misnamed.base + "/bytes?n=10")
         }
     }
 
@@ -188,18 +230,7 @@ struct HTTPClientTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("http-tls-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let cert = dir.appendingPathComponent("cert.pem").path
-        let key = dir.appendingPathComponent("key.pem").path
-        let openssl = Process()
-        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        openssl.arguments = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                             "-keyout", key, "-out", cert]
-        openssl.standardError = FileHandle.nullDevice
-        openssl.standardOutput = FileHandle.nullDevice
-        try openssl.run()
-        openssl.waitUntilExit()
-        #expect(openssl.terminationStatus == 0)
+        let (cert, key) = try certificate(in: dir, name: "127.0.0.1", altName: "IP:127.0.0.1")
 
         let server = try TestServer(tls: (cert, key))
         defer { server.stop() }

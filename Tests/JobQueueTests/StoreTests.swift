@@ -152,10 +152,38 @@ struct StoreTests {
         #expect(try JobStore.job(db, id: id)?.status == .failed)
     }
 
-    @Test func aValueThatDoesNotFitIsAClearErrorNotATrap() throws {
+    @Test func theSchemaRefusesValuesNoJobCanHave() throws {
         let id = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args))
-        try db.execute("UPDATE crynux.jobs SET task_id = -5 WHERE id = $1", [id])
-        #expect { try JobStore.job(db, id: id) } throws: { ($0 as? PostgresError)?.description.contains("task_id") == true }
+        for assignment in ["task_id = -5", "vram_limit = 0", "fee_wei = 'NaN'", "fee_wei_override = 'NaN'", "tx_nonce = -1",
+                           "task_hash = 'nope'", "wallet_address = '0xABC'"] {
+            let error = try #require(throws: PostgresError.self) { try db.execute("UPDATE crynux.jobs SET \(assignment) WHERE id = $1", [id]) }
+            #expect(error.sqlState == "23514", "\(assignment)")
+        }
+    }
+
+    @Test func aRowNoStageCanReadFailsWithTheReasonAndTheOthersAreClaimed() throws {
+        // A row from before the CHECKs (they are NOT VALID for old rows), or written around them.
+        try db.execute("ALTER TABLE crynux.jobs DROP CONSTRAINT jobs_task_id_positive")
+        let poison = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args))
+        let fine = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args))
+        try db.execute("UPDATE crynux.jobs SET task_id = -5 WHERE id = $1", [poison])
+        #expect { try JobStore.job(db, id: poison) } throws: { ($0 as? PostgresError)?.description.contains("task_id") == true }
+        let claimed = try JobStore.claim(db, worker: "w", limit: 10, leaseSeconds: 60)
+        #expect(claimed.map(\.id) == [fine])
+        let row = try db.query("SELECT status, last_error, locked_by FROM crynux.jobs WHERE id = $1", [poison])[0]
+        #expect(try row.get("status", as: String.self) == "failed")
+        #expect(try row.get("last_error", as: String.self).contains("cannot be read"))
+        #expect(try row.isNull("locked_by"))
+    }
+
+    @Test func aClaimCarriesTheArgumentsOnlyToTheStagesThatUseThem() throws {
+        let id = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args))
+        #expect(try claimed().taskArgs == args)
+        for stage in JobStage.allCases {
+            try db.execute("UPDATE crynux.jobs SET stage = $2, locked_until = NULL WHERE id = $1", [id, stage.rawValue])
+            let job = try claimed()
+            #expect((job.taskArgs != nil) == [.create, .upload].contains(stage), "\(stage)")
+        }
     }
 
     // MARK: the pipeline definition and the SQL agree

@@ -139,6 +139,17 @@ struct PostgresConnectionTests {
         #expect(try db.query("SELECT to_regclass('victims') IS NOT NULL AS ok")[0].get("ok", as: Bool.self))
     }
 
+    @Test func aTextValueWithANulByteIsRefusedNotCutShort() throws {
+        let db = try database.connect()
+        try db.execute("CREATE TABLE texts (value text, raw bytea)")
+        let error = try #require(throws: PostgresError.self) { try db.execute("INSERT INTO texts (value) VALUES ($1)", ["before\u{0}after"]) }
+        #expect(error.kind == .usage && error.description.contains("NUL"))
+        #expect(try db.query("SELECT count(*) FROM texts")[0].get(0, as: Int64.self) == 0)
+        // Bytes with a NUL travel as binary, whole.
+        try db.execute("INSERT INTO texts (raw) VALUES ($1)", [[UInt8]([1, 0, 2])])
+        #expect(try db.query("SELECT raw FROM texts")[0].get("raw", as: [UInt8].self) == [1, 0, 2])
+    }
+
     @Test func badURLFailsWithConnectionError() throws {
         let error = try #require(throws: PostgresError.self) {
             _ = try PostgresConnection(url: "postgres://nobody@127.0.0.1:1/none?connect_timeout=2")

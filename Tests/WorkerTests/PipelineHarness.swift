@@ -24,17 +24,33 @@ struct PipelineHarness {
 
     func db() throws -> PostgresConnection { try database.connect() }
 
-    func startWorker(name: String, extra: [String] = []) throws -> WorkerProcess {
-        try WorkerProcess(
+    /// A worker paying with this harness's wallet, or with `keys` (written to private files).
+    func startWorker(name: String, keys: [PrivateKey]? = nil, extra: [String] = []) throws -> WorkerProcess {
+        var keyArguments: [String] = []
+        var environment = ["CRYNUX_PRIVATE_KEY": key.hexForTests]
+        if let keys {
+            environment = [:]
+            for key in keys { keyArguments += ["--private-key-file", try Self.keyFile(key)] }
+        }
+        return try WorkerProcess(
             arguments: ["--database-url", database.url, "--devnet", devnet.file, "--worker-name", name,
-                        "--poll-interval", "0.3", "--poll-interval-max", "2", "--fee-per-result-wei", "1000"] + extra,
-            environment: ["CRYNUX_PRIVATE_KEY": key.hexForTests])
+                        "--poll-interval", "0.3", "--poll-interval-max", "2", "--fee-per-result-wei", "1000",
+                        "--keeper-interval", "1"] + keyArguments + extra,
+            environment: environment)
+    }
+
+    static func keyFile(_ key: PrivateKey) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("key-\(UInt32.random(in: 0...UInt32.max))").path
+        guard FileManager.default.createFile(atPath: path, contents: Data(key.hexForTests.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw TestSetupError("cannot write \(path)")
+        }
+        return path
     }
 
     /// Runs `count` workers until no job is pending; returns their logs for failure messages.
     @discardableResult
-    func runWorkersUntilIdle(count: Int = 1, timeout: Double = 300, extra: [String] = []) throws -> String {
-        let workers = try (0..<count).map { try startWorker(name: "w\($0)", extra: ["--exit-when-idle"] + extra) }
+    func runWorkersUntilIdle(count: Int = 1, timeout: Double = 300, keys: [PrivateKey]? = nil, extra: [String] = []) throws -> String {
+        let workers = try (0..<count).map { try startWorker(name: "w\($0)", keys: keys, extra: ["--exit-when-idle"] + extra) }
         let deadline = Date().addingTimeInterval(timeout)
         var logs = ""
         var failed = false
@@ -64,15 +80,32 @@ struct PipelineHarness {
         try db().query("SELECT * FROM crynux.jobs ORDER BY id").map { try Job(row: $0) }
     }
 
-    /// TaskPending events whose indexed creator is this test's wallet.
-    func taskPendingCount() throws -> Int {
-        let creator = [UInt8](repeating: 0, count: 12) + key.address.bytes
+    /// TaskPending events whose indexed creator is this test's wallet (or `wallet`).
+    func taskPendingCount(of wallet: Address? = nil) throws -> Int {
+        let creator = [UInt8](repeating: 0, count: 12) + (wallet ?? key.address).bytes
         let filter = LogFilter(fromBlock: .earliest, toBlock: .latest, address: Address(hex: devnet.taskContract),
                                topics: [[ABI.eventTopic("TaskPending(uint256,uint256,address,bytes32,bytes32)")], [creator]])
         return try rpc.getLogs(filter).count
     }
 
-    func chainNonce() throws -> UInt64 { try rpc.getTransactionCount(key.address, block: .latest) }
+    func chainNonce(of wallet: Address? = nil) throws -> UInt64 { try rpc.getTransactionCount(wallet ?? key.address, block: .latest) }
+
+    /// The reasons of every TaskAborted event on the chain.
+    func abortReasons() throws -> [String] {
+        let filter = LogFilter(fromBlock: .earliest, toBlock: .latest, address: Address(hex: devnet.taskContract),
+                               topics: [[ABI.eventTopic("TaskAborted(uint256,string)")]])
+        return try rpc.getLogs(filter).compactMap { try ABI.decode([.string], from: $0.data).first?.string }
+    }
+
+    /// Waits until `condition` holds; false when `timeout` passes first.
+    func waitUntil(timeout: Double = 60, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try condition() { return true }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return try condition()
+    }
 
     static func sdArgs(images: Int, prompt: String = "a lighthouse at dusk") -> String {
         #"{"version":"2.0.0","base_model":{"name":"crynux-ai/stable-diffusion-v1-5"},"prompt":"\#(prompt)","negative_prompt":"","task_config":{"num_images":\#(images),"steps":10,"seed":\#(images * 7),"cfg":5,"safety_checker":false}}"#

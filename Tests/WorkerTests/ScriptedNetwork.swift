@@ -18,12 +18,20 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
     struct State {
         var estimate: GasEstimate = .gas(200_000)
         var gasPrice: BigUInt = 1_000_000_000
+        var tip: BigUInt = 1_000
+        var queue = QueueState(size: 0, limit: 50)
         var pendingNonce: UInt64 = 0
+        var minedNonce: UInt64 = 0
+        /// Which transaction used a nonce, as the chain shows it.
+        var nonceUsers: [UInt64: [UInt8]] = [:]
+        /// TaskPending logs of a wallet, by the first nonce asked for.
+        var createdTasks: [CreatedTask] = []
+        var signers: [Address] = []
         /// Answers to sends, used in order; then `.accepted`.
         var sendVerdicts: [SendVerdict] = []
         var sentRaw: [[UInt8]] = []
         var receipts: [[UInt8]: TransactionReceipt] = [:]
-        var createdTasks: [[UInt8]: UInt64] = [:]
+        var tasksOfReceipts: [[UInt8]: UInt64] = [:]
         var revertReason = "Invalid task type"
         var tasks: [UInt64: TaskState] = [:]
         var outcomes: [UInt64: TaskOutcome] = [:]
@@ -62,7 +70,7 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
     func mine(_ hash: [UInt8], block: UInt64 = 7, succeeded: Bool = true, taskId: UInt64? = nil, gasUsed: UInt64 = 90_000) {
         script {
             $0.receipts[hash] = TransactionReceipt(transactionHash: hash, status: succeeded, blockNumber: block, gasUsed: gasUsed)
-            if let taskId { $0.createdTasks[hash] = taskId }
+            if let taskId { $0.tasksOfReceipts[hash] = taskId }
         }
     }
 
@@ -77,6 +85,31 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
         ContractCall(to: taskAddress, data: TaskContract(address: taskAddress).cancelTaskCall(taskId: taskId))
     }
 
+    func createConditions(for call: ContractCall, from: Address, withTip: Bool) throws -> CreateConditions {
+        try enter("createConditions")
+        return read { CreateConditions(estimate: $0.estimate, gasPrice: $0.gasPrice, tip: withTip ? $0.tip : nil) }
+    }
+
+    func queueState() throws -> QueueState {
+        try enter("queueState")
+        return read { $0.queue }
+    }
+
+    func minedNonce(of wallet: Address) throws -> UInt64 {
+        try enter("minedNonce")
+        return read { $0.minedNonce }
+    }
+
+    func transactionThatUsed(nonce: UInt64, of wallet: Address) throws -> [UInt8]? {
+        try enter("transactionThatUsed")
+        return read { $0.nonceUsers[nonce] }
+    }
+
+    func tasksCreated(by creator: Address, fromNonce nonce: UInt64) throws -> [CreatedTask] {
+        try enter("tasksCreated")
+        return read { $0.createdTasks }
+    }
+
     func estimateGas(_ call: ContractCall, from: Address) throws -> GasEstimate {
         try enter("estimateGas")
         return read { $0.estimate }
@@ -89,7 +122,7 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
 
     func maxPriorityFeePerGas() throws -> BigUInt {
         try enter("maxPriorityFeePerGas")
-        return 1_000
+        return read { $0.tip }
     }
 
     func pendingNonce(of wallet: Address) throws -> UInt64 {
@@ -113,7 +146,7 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
     }
 
     func createdTaskId(in receipt: TransactionReceipt) -> UInt64? {
-        read { $0.createdTasks[receipt.transactionHash] }
+        read { $0.tasksOfReceipts[receipt.transactionHash] }
     }
 
     func revertReason(of call: ContractCall, from: Address, gas: UInt64, block: UInt64) -> String {
@@ -140,16 +173,18 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
         return read { $0.queued.contains(taskId) }
     }
 
-    func uploadTaskArguments(taskId: UInt64, arguments: String) throws -> UploadOutcome {
+    func uploadTaskArguments(taskId: UInt64, arguments: String, signer: Address) throws -> UploadOutcome {
         try enter("upload")
         return lock.withLock {
             state.uploaded.append((taskId, arguments))
+            state.signers.append(signer)
             return state.uploads.isEmpty ? .uploaded : state.uploads.removeFirst()
         }
     }
 
-    func downloadResult(taskId: UInt64, index: Int) throws -> DownloadOutcome {
+    func downloadResult(taskId: UInt64, index: Int, signer: Address) throws -> DownloadOutcome {
         try enter("download")
+        script { $0.signers.append(signer) }
         return read { state in
             guard let files = state.results[taskId], index < files.count else { return .notReady("Task results not uploaded") }
             return files[index]

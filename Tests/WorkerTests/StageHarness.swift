@@ -13,26 +13,29 @@ struct StageHarness {
     let db: PostgresConnection
     let network = ScriptedNetwork()
     let wallet: Wallet
+    let wallets: [Wallet]
     let config: WorkerConfig
     let pipeline: Pipeline
     static let worker = "stage-test"
 
-    init(configure: (inout WorkerConfig) -> Void = { _ in }) throws {
+    init(wallets count: Int = 1, configure: (inout WorkerConfig) -> Void = { _ in }) throws {
         database = try TestDatabase.create(prefix: "stages")
         db = try database.connect()
         try Migrator.migrate(db)
-        let key = PrivateKey.random()
+        let keys = (0..<count).map { _ in PrivateKey.random() }
         var config = WorkerConfig(databaseURL: database.url, rpcURL: "http://127.0.0.1:9/rpc", relayURL: "http://127.0.0.1:9",
                                   expectedChainId: nil, taskContract: network.taskAddress,
-                                  taskQueueContract: Address(bytes: [UInt8](repeating: 0x22, count: 20)), key: key,
+                                  taskQueueContract: Address(bytes: [UInt8](repeating: 0x22, count: 20)), keys: keys,
                                   workerName: Self.worker)
         config.retryBase = 0.01
         config.retryMax = 0.05
         configure(&config)
         self.config = config
-        wallet = Wallet(key: key, chainId: network.chainId)
-        try JobStore.reconcileWallet(db, wallet.address, chainId: network.chainId, pendingNonce: 0)
-        pipeline = Pipeline(network: network, wallet: wallet, config: config, worker: Self.worker,
+        let wallets = keys.map { Wallet(key: $0, chainId: 10_000) }
+        self.wallets = wallets
+        wallet = wallets[0]
+        for wallet in wallets { try JobStore.reconcileWallet(db, wallet.address, chainId: 10_000, pendingNonce: 0) }
+        pipeline = Pipeline(network: network, wallets: wallets, config: config, worker: Self.worker,
                             log: WorkerLog(name: Self.worker, quiet: true))
     }
 
@@ -45,7 +48,7 @@ struct StageHarness {
     @discardableResult
     func runOnce(_ id: Int64) throws -> Job {
         try db.execute("UPDATE crynux.jobs SET run_at = now() WHERE status = 'pending'")
-        let jobs = try JobStore.claim(db, worker: Self.worker, limit: 16, leaseSeconds: 60)
+        let jobs = try JobStore.claim(db, worker: Self.worker, wallets: wallets.map(\.address), limit: 16, leaseSeconds: 60)
         pipeline.run(db, jobs, stopping: { false })
         return try job(id)
     }
@@ -75,11 +78,7 @@ struct StageHarness {
 
     func transactions(_ id: Int64) throws -> [StoredTransaction] {
         try db.query("SELECT * FROM crynux.job_transactions WHERE job_id = $1 ORDER BY signed_at, tx_hash", [id]).map {
-            try StoredTransaction(hash: [UInt8](hex: $0.get("tx_hash"))!, purpose: TransactionPurpose(rawValue: $0.get("purpose"))!,
-                                  nonce: UInt64($0.get("nonce", as: Int64.self)), raw: $0.get("raw_tx"),
-                                  gasPrice: BigUInt($0.get("gas_price_wei", as: String.self))!,
-                                  gasLimit: UInt64($0.get("gas_limit", as: Int64.self)), value: BigUInt($0.get("value_wei", as: String.self))!,
-                                  signedAt: $0.get("signed_at"), lastSentAt: $0.optional("last_sent_at"))
+            try StoredTransaction(row: $0)
         }
     }
 
@@ -87,7 +86,7 @@ struct StageHarness {
         try db.query("SELECT send_count FROM crynux.job_transactions WHERE tx_hash = $1", [hash.hex])[0].get(0)
     }
 
-    func walletNonce() throws -> UInt64? { try JobStore.nextNonce(db, wallet: wallet.address) }
+    func walletNonce(_ index: Int = 0) throws -> UInt64? { try JobStore.nextNonce(db, wallet: wallets[index].address) }
 
     /// Pretends the job's transactions were sent and signed long ago (re-broadcast and replacement timers).
     func age(_ id: Int64, seconds: Int) throws {

@@ -1,0 +1,270 @@
+import BigInt
+import Crynux
+import Ethereum
+import Foundation
+import JobQueue
+import Postgres
+import TestSupport
+import Testing
+@testable import Worker
+
+/// Money safety, in-process: admission control, evictions, several wallets, bounded fee bumps,
+/// filled nonces, refunds, adoption of tasks whose records were lost.
+@Suite("Money safety in-process")
+struct MoneySafetyStageTests {
+    // MARK: admission control
+
+    @Test func aFullQueueKeepsTheBacklogInPostgres() throws {
+        let h = try StageHarness()
+        h.network.script { $0.queue = QueueState(size: 50, limit: 50) }
+        let id = try h.submit()
+        let job = try h.runOnce(id)
+        #expect(job.status == .pending && job.stage == .create && job.txNonce == nil && job.stageAttempts == 0)
+        #expect(try h.transactions(id).isEmpty && h.network.sent.isEmpty)
+    }
+
+    @Test func createTasksOnTheirWayCountAgainstTheRoomLeft() throws {
+        let h = try StageHarness()
+        h.network.script { $0.queue = QueueState(size: 48, limit: 50) }
+        let ids = try (0..<4).map { try h.submit(PipelineHarness.sdArgs(images: 1, prompt: "job \($0)")) }
+        try h.runOnce(ids[0])  // all four are due and claimed together
+        let signed = try ids.filter { try h.job($0).txNonce != nil }
+        #expect(signed.count == 2)
+        #expect(try h.walletNonce() == 2)
+        // Once they are mined (and in the queue), the count is the chain's.
+        for id in signed { h.network.mine(try h.transactions(id)[0].hash, taskId: UInt64(id)) }
+        h.network.script { $0.queue = QueueState(size: 50, limit: 50) }
+        try h.runOnce(ids[0])
+        #expect(try ids.filter { try h.job($0).txNonce != nil }.count == 2)
+        // Mined a moment ago, they may be missing from a queue size read just before: still counted.
+        h.network.script { $0.queue = QueueState(size: 49, limit: 50) }
+        try h.runOnce(ids[0])
+        #expect(try ids.filter { try h.job($0).txNonce != nil }.count == 2)
+        try h.db.execute("UPDATE crynux.jobs SET tx_mined_at = tx_mined_at - interval '1 minute'")
+        h.network.script { $0.queue = QueueState(size: 49, limit: 50) }
+        try h.runOnce(ids[0])
+        #expect(try ids.filter { try h.job($0).txNonce != nil }.count == 3)
+    }
+
+    @Test func anEvictedTaskIsCreatedAgainAFewTimesThenFails() throws {
+        let h = try StageHarness { $0.maxRecreations = 1 }
+        let id = try h.jobAt(.poll, facts: JobFacts(feeWei: 20, txBlockNumber: 3, taskId: 42))
+        h.network.script { $0.tasks[42] = TaskState(phase: .absent); $0.outcomes[42] = .aborted(reason: "Task fee is too low") }
+        var job = try h.runOnce(id)
+        #expect(job.status == .pending && job.stage == .create && job.recreations == 1)
+        #expect(job.taskId == nil && job.txNonce == nil && job.feeWei == nil)
+        #expect(try h.details(id).last?.contains("evicted from the full queue") == true)
+        try h.runOnce(id)
+        let tx = try h.transactions(id)[0]
+        h.network.mine(tx.hash, taskId: 43)
+        job = try h.runOnce(id)
+        #expect(job.stage == .upload && job.taskId == 43)
+        try h.db.execute("UPDATE crynux.jobs SET stage = 'poll' WHERE id = $1", [id])
+        h.network.script { $0.tasks[43] = TaskState(phase: .absent); $0.outcomes[43] = .aborted(reason: "Task fee is too low") }
+        job = try h.runOnce(id)
+        #expect(job.status == .failed && job.lastError == "task 43 was aborted on chain: Task fee is too low")
+    }
+
+    @Test func aFeeBelowOneWeiPerResultIsRefusedUnsigned() throws {
+        let h = try StageHarness()
+        let id = try h.submit(PipelineHarness.sdArgs(images: 4), feeWei: "3")
+        let job = try h.runOnce(id)
+        #expect(job.status == .failed && job.lastError?.contains("below one wei per result") == true)
+        #expect(try h.transactions(id).isEmpty && h.network.calls("createConditions") == 0)
+    }
+
+    // MARK: several wallets
+
+    @Test func aJobStaysWithTheWalletThatSignedIt() throws {
+        let h = try StageHarness(wallets: 2)
+        let ids = try (0..<4).map { try h.submit(PipelineHarness.sdArgs(images: 1, prompt: "w \($0)")) }
+        try h.runOnce(ids[0])
+        var byWallet: [Address: Int] = [:]
+        for id in ids {
+            let job = try h.job(id)
+            let tx = try #require(try h.transactions(id).first)
+            #expect(tx.wallet == job.walletAddress)
+            byWallet[tx.wallet, default: 0] += 1
+        }
+        #expect(try byWallet.count == 2 && (h.walletNonce(0)) == 2 && (h.walletNonce(1)) == 2)
+        // A worker holding only the other key never claims them.
+        let other = Address(bytes: [UInt8](repeating: 0x77, count: 20))
+        try h.db.execute("UPDATE crynux.jobs SET run_at = now()")
+        #expect(try JobStore.claim(h.db, worker: "other", wallets: [other], limit: 10, leaseSeconds: 60).isEmpty)
+        // Uploads are signed by the job's own wallet.
+        let first = try h.job(ids[0])
+        h.network.mine(try h.transactions(ids[0])[0].hash, taskId: 5)
+        try h.runOnce(ids[0])
+        try h.runOnce(ids[0])
+        #expect(h.network.read { $0.signers } == [first.walletAddress!])
+    }
+
+    // MARK: bounded fee bumps
+
+    @Test func replacementsStopAtTheCeilingAndThenSendTheSameBytes() throws {
+        let h = try StageHarness { $0.rebroadcastAfter = 0; $0.replaceAfter = 1; $0.gasPriceCeilingFactor = 2 }
+        let id = try h.submit()
+        try h.runOnce(id)
+        let first = try h.transactions(id)[0]
+        for _ in 0..<6 {
+            try h.age(id, seconds: 3600)
+            try h.runOnce(id)
+        }
+        let txs = try h.transactions(id)
+        #expect(txs.allSatisfy { $0.gasPrice <= first.gasPrice * 2 })
+        #expect(txs.count == 4)  // 1, 1.25, 1.5625, 1.953125 × the first price; 2.44 would pass the ceiling
+        #expect(zip(txs, txs.dropFirst()).allSatisfy { $1.gasPrice * 100 >= $0.gasPrice * 110 })
+        #expect(h.network.sent.count > txs.count)
+    }
+
+    @Test func eip1559ReplacementsRaiseTheTipToo() throws {
+        let h = try StageHarness { $0.rebroadcastAfter = 0; $0.replaceAfter = 1; $0.useEIP1559 = true }
+        let id = try h.submit()
+        try h.runOnce(id)
+        try h.age(id, seconds: 3600)
+        try h.runOnce(id)
+        let txs = try h.transactions(id)
+        #expect(txs.count == 2)
+        let (first, second) = (txs[0], txs[1])
+        #expect(second.gasPrice * 100 >= first.gasPrice * 110)
+        let (firstTip, secondTip) = (try #require(first.tip), try #require(second.tip))
+        #expect(secondTip * 100 >= firstTip * 110)
+    }
+
+    @Test func anUnderpricedReplacementIsNotTheLatest() throws {
+        let h = try StageHarness { $0.rebroadcastAfter = 0; $0.replaceAfter = 1 }
+        let id = try h.submit()
+        try h.runOnce(id)
+        let first = try h.transactions(id)[0]
+        try h.age(id, seconds: 3600)
+        h.network.script { $0.sendVerdicts = [.underpriced("replacement transaction underpriced")] }
+        var job = try h.runOnce(id)
+        let txs = try h.transactions(id)
+        #expect(txs.count == 2 && txs[1].refusedAt != nil && txs[0].refusedAt == nil)
+        #expect(job.txHash == first.hash)
+        // The next send is the one in the pool again.
+        try h.age(id, seconds: 1)
+        try h.db.execute("UPDATE crynux.job_transactions SET signed_at = now() WHERE tx_hash = $1", [first.hash.hex])
+        job = try h.runOnce(id)
+        #expect(h.network.sent.last == first.raw)
+    }
+
+    // MARK: every nonce used
+
+    @Test func aCreateRefusedForGoodHasItsNonceFilled() throws {
+        let h = try StageHarness()
+        h.network.script { $0.sendVerdicts = [.refusedForGood("insufficient funds for gas * price + value")] }
+        let id = try h.submit()
+        var job = try h.runOnce(id)
+        let txs = try h.transactions(id)
+        #expect(txs.count == 2 && txs[0].refusedAt != nil && txs[1].purpose == .fillNonce && txs[1].nonce == txs[0].nonce)
+        #expect(txs[1].value == 0 && txs[1].gasLimit == 21_000 && h.network.sent.last == txs[1].raw)
+        #expect(try h.walletNonce() == 1)
+        h.network.mine(txs[1].hash)
+        job = try h.runOnce(id)
+        #expect(job.status == .failed && job.retryStage == .create && job.lastError?.contains("no task was created") == true)
+    }
+
+    @Test func aCancelBeforeMiningFillsTheNonceInsteadOfPaying() throws {
+        let h = try StageHarness()
+        let id = try h.submit()
+        try h.runOnce(id)
+        #expect(try JobStore.cancel(h.db, id: id) == .requested)
+        try h.runOnce(id)
+        let txs = try h.transactions(id)
+        #expect(txs.count == 2 && txs[1].purpose == .fillNonce && txs[1].gasPrice > txs[0].gasPrice)
+        h.network.mine(txs[1].hash)
+        let job = try h.runOnce(id)
+        #expect(job.status == .cancelled && job.taskId == nil)
+    }
+
+    @Test func aCreateNotMinedByItsDeadlineIsFilled() throws {
+        let h = try StageHarness { $0.createDeadline = 60; $0.replaceAfter = 3600 }
+        let id = try h.submit()
+        try h.runOnce(id)
+        try h.ageStage(id, seconds: 61)
+        try h.runOnce(id)
+        let txs = try h.transactions(id)
+        #expect(txs.last?.purpose == .fillNonce)
+        // The createTask landed after all: the task is the job's.
+        h.network.mine(txs[0].hash, taskId: 12)
+        #expect(try h.runOnce(id).taskId == 12)
+    }
+
+    @Test func theKeeperFollowsTransactionsNoStageFollows() throws {
+        let h = try StageHarness { $0.rebroadcastAfter = 0; $0.replaceAfter = 60 }
+        let keeper = WalletKeeper(network: h.network, config: h.config, log: WorkerLog(name: "k", quiet: true))
+        // A cancelTask of a job that has failed since: sent again, then filled.
+        let id = try h.jobAt(.poll)
+        try h.db.execute("UPDATE crynux.jobs SET task_deadline = now() - interval '1 hour' WHERE id = $1", [id])
+        h.network.script { $0.tasks[42] = TaskState(phase: .running, deadline: 1) }
+        try h.runOnce(id)
+        let cancel = try #require(try h.transactions(id).first)
+        try h.db.execute("""
+            UPDATE crynux.jobs SET status = 'failed', finished_at = now(), run_at = NULL WHERE id = $1
+            """, [id])
+        try keeper.pass(h.db, h.wallet)
+        #expect(h.network.sent.filter { $0 == cancel.raw }.count == 2)
+        try h.age(id, seconds: 61)
+        try keeper.pass(h.db, h.wallet)
+        let fill = try #require(try h.transactions(id).last)
+        #expect(fill.purpose == .fillNonce && fill.nonce == cancel.nonce && h.network.sent.last == fill.raw)
+        h.network.mine(fill.hash)
+        let sentBefore = h.network.sent.count
+        try keeper.pass(h.db, h.wallet)
+        #expect(h.network.sent.count == sentBefore)
+        // A nonce reserved and lost: filled.
+        try h.db.execute("UPDATE crynux.wallets SET next_nonce = next_nonce + 1")
+        h.network.script { $0.minedNonce = 1; $0.pendingNonce = 1 }
+        try keeper.pass(h.db, h.wallet)
+        let gapFill = try h.db.query("SELECT count(*) FROM crynux.job_transactions WHERE job_id IS NULL AND nonce = 1 AND purpose = 'fill_nonce'")[0]
+            .get(0, as: Int64.self)
+        #expect(gapFill == 1)
+    }
+
+    // MARK: every refund claimed
+
+    @Test func aTaskQueuedTooLongIsCancelledForItsRefund() throws {
+        let h = try StageHarness { $0.queueTimeout = 60 }
+        let id = try h.jobAt(.poll)
+        h.network.script { $0.tasks[42] = TaskState(phase: .absent); $0.queued = [42] }
+        try h.runOnce(id)
+        try h.db.execute("UPDATE crynux.jobs SET task_queued_at = now() - interval '61 seconds' WHERE id = $1", [id])
+        var job = try h.runOnce(id)
+        let cancel = try #require(try h.transactions(id).first)
+        #expect(cancel.purpose == .cancelTask && job.refundReason == "queued on chain for longer than 60 s")
+        h.network.mine(cancel.hash)
+        h.network.script { $0.queued = []; $0.outcomes[42] = .aborted(reason: "Task Cancelled") }
+        job = try h.runOnce(id)
+        #expect(job.status == .failed && job.lastError == "queued on chain for longer than 60 s; task 42 was cancelled on chain and its fee refunded")
+    }
+
+    // MARK: records lost, tasks adopted
+
+    @Test func aTaskWhoseRecordWasLostIsAdoptedNotPaidAgain() throws {
+        let h = try StageHarness()
+        let args = PipelineHarness.sdArgs(images: 1, prompt: "lost")
+        let id = try h.submit(args)
+        let other = try h.submit(args)  // the same arguments: only one of them paid
+        h.network.script {
+            $0.createdTasks = [CreatedTask(taskId: 900, taskHash: TaskArguments.taskHash(args), txHash: keccak256([1]), block: 77,
+                                           time: UInt64(Date().timeIntervalSince1970), fee: 5)]
+        }
+        #expect(try Adoption.adopt(h.db, h.network, h.wallet, fromNonce: 0, log: WorkerLog(name: "a", quiet: true)) == 1)
+        let adopted = try h.job(id)
+        #expect(adopted.stage == .upload && adopted.taskId == 900 && adopted.walletAddress == h.wallet.address && adopted.feeWei == 5)
+        #expect(try h.job(other).stage == .create && (h.job(other)).taskId == nil)
+        // A second look adopts nothing twice.
+        #expect(try Adoption.adopt(h.db, h.network, h.wallet, fromNonce: 0, log: WorkerLog(name: "a", quiet: true)) == 0)
+    }
+
+    // MARK: idle threads
+
+    @Test func aJobLeasedByADeadWorkerIsNotDueUntilItsLeaseEnds() throws {
+        let h = try StageHarness()
+        _ = try h.submit()
+        _ = try JobStore.claim(h.db, worker: "dead", limit: 1, leaseSeconds: 30)
+        let wait = try #require(try JobStore.secondsUntilNextDue(h.db))
+        #expect(wait > 25 && wait <= 30)
+    }
+}
