@@ -138,12 +138,15 @@ extension JobStore {
     }
 
     /// Gives an unsigned job in create the task its wallet is found to have created (the record of
-    /// it was lost): it continues at upload. Refused (false) when the job moved on, or when another
-    /// job already holds that task. Any lease on the job is fenced off.
+    /// it was lost): it continues at upload. Refused (false) when the job moved on, when another
+    /// job already holds that task, or when the database knows the transaction that created it
+    /// (then it is another job's). Any lease on the job is fenced off.
     public static func adopt(_ db: PostgresConnection, jobId: Int64, facts: JobFacts, note: String) throws -> Bool {
         guard let taskId = facts.taskId else { return false }
         return try db.transaction { db in
-            var params: [(any PostgresEncodable)?] = [jobId, try int64(taskId, "task id")]
+            // A transaction the database knows is some job's own: only unknown ones are adopted.
+            guard let txHash = facts.txHash else { return false }
+            var params: [(any PostgresEncodable)?] = [jobId, try int64(taskId, "task id"), txHash.hex]
             var sets = ["stage = 'upload'", "run_at = now()", "stage_attempts = 0", "stage_entered_at = now()", "updated_at = now()",
                         "locked_by = NULL", "locked_until = NULL", "lease_token = lease_token + 1", "tx_mined_at = now()"]
             for (column, value) in try factColumns(facts) {
@@ -154,6 +157,7 @@ extension JobStore {
                 UPDATE crynux.jobs SET \(sets.joined(separator: ", "))
                 WHERE id = $1 AND status = 'pending' AND stage = 'create' AND tx_nonce IS NULL
                   AND NOT EXISTS (SELECT 1 FROM crynux.jobs other WHERE other.task_id = $2 AND other.id <> $1)
+                  AND NOT EXISTS (SELECT 1 FROM crynux.job_transactions t WHERE t.tx_hash = $3)
                 """, params)
             guard changed == 1 else { return false }
             try appendEvent(db, jobId: jobId, from: ("pending", "create"), to: ("pending", "upload"), detail: note)

@@ -134,20 +134,29 @@ public final class PostgresConnection {
         let types = params.map { Oid($0.oid) }
         let lengths = params.map { Int32($0.bytes?.count ?? 0) }
         let formats = params.map { Int32($0.isBinary ? 1 : 0) }
-        // Text values must be NUL-terminated for libpq; binary values are length-delimited.
-        let buffers: [UnsafeMutablePointer<CChar>?] = params.map { param in
-            guard let bytes = param.bytes else { return nil }
+        // Text values must be NUL-terminated for libpq: a copy, small. Binary values are
+        // length-delimited and go from their own storage, so a 10 MB result is not copied again.
+        var copies: [Int: UnsafeMutablePointer<CChar>] = [:]
+        for (index, param) in params.enumerated() {
+            guard let bytes = param.bytes, !param.isBinary || bytes.isEmpty else { continue }
             let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count + 1)
             bytes.withUnsafeBufferPointer { source in
-                source.withMemoryRebound(to: CChar.self) { buffer.update(from: $0.baseAddress!, count: bytes.count) }
+                source.withMemoryRebound(to: CChar.self) { if let base = $0.baseAddress { buffer.update(from: base, count: bytes.count) } }
             }
             buffer[bytes.count] = 0
-            return buffer
+            copies[index] = buffer
         }
-        defer { buffers.forEach { $0?.deallocate() } }
-        let values = buffers.map { UnsafePointer($0) }
+        defer { copies.values.forEach { $0.deallocate() } }
+        func execute(from index: Int, _ values: [UnsafePointer<CChar>?]) -> OpaquePointer? {
+            if index == params.count { return PQexecParams(conn, sql, count, types, values, lengths, formats, 1) }
+            if let copy = copies[index] { return execute(from: index + 1, values + [UnsafePointer(copy)]) }
+            guard let bytes = params[index].bytes else { return execute(from: index + 1, values + [nil]) }
+            return bytes.withUnsafeBufferPointer { buffer in
+                buffer.withMemoryRebound(to: CChar.self) { execute(from: index + 1, values + [$0.baseAddress]) }
+            }
+        }
         sentStatements.add(1, ordering: .relaxed)
-        let result = PQexecParams(conn, sql, count, types, values, lengths, formats, 1)
+        let result = execute(from: 0, [])
         guard let result else { throw lostOrFailed(conn) }
         do {
             try check(result, conn)

@@ -112,15 +112,18 @@ public final class WorkerRuntime: @unchecked Sendable {
     /// does not (its records were lost), wait for them to settle and give the tasks they created
     /// back to their jobs; then the wallet row never hands out a nonce the chain has seen.
     private func prepare(_ wallet: Wallet, _ db: PostgresConnection, _ network: EraDNetwork) throws {
-        let known = try JobStore.nextNonce(db, wallet: wallet.address)
+        // The chain first, then the database: every transaction of ours is reserved in the
+        // database before it is sent, so a chain ahead of the database read after it means records
+        // were lost, never that another worker was signing at that moment.
         var pending = try retryingTransient("reading the wallet's nonce") { try network.pendingNonce(of: wallet.address) }
+        let known = try JobStore.nextNonce(db, wallet: wallet.address)
         if let known, pending > known {
             log.info("wallet \(wallet.address.checksummed): the chain has nonces up to \(pending), the database only up to \(known); looking for tasks whose records were lost")
             let settleBy = Date().addingTimeInterval(config.createDeadline)
             while try retryingTransient("reading the wallet's nonce", { try network.minedNonce(of: wallet.address) }) < pending,
                   Date() < settleBy, !isStopping {
                 Thread.sleep(forTimeInterval: 1)
-                pending = try network.pendingNonce(of: wallet.address)
+                pending = try retryingTransient("reading the wallet's nonce") { try network.pendingNonce(of: wallet.address) }
             }
             let adopted = try retryingTransient("looking for lost tasks") {
                 try Adoption.adopt(db, network, wallet, fromNonce: known, log: log)
