@@ -210,7 +210,7 @@ public struct TaskContract: Sendable {
     /// One query for the outcome logs of several tasks (topic1 is an OR-list of ids).
     public func outcomeFilter(taskIds: [UInt64], fromBlock: UInt64) -> LogFilter {
         LogFilter(fromBlock: .number(fromBlock), toBlock: .latest, address: address,
-                  topics: [[Self.taskSuccessTopic, Self.taskAbortedTopic], taskIds.map { Self.word($0) }])
+                  topics: [[Self.taskSuccessTopic, Self.taskAbortedTopic], taskIds.map(ABI.uintWord)])
     }
 
     /// The outcome a TaskSuccess or TaskAborted log reports; nil for any other log.
@@ -236,12 +236,6 @@ public struct TaskContract: Sendable {
     }
 
     // MARK: words
-
-    static func word(_ v: UInt64) -> [UInt8] {
-        var w = [UInt8](repeating: 0, count: 32)
-        for i in 0..<8 { w[31 - i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) }
-        return w
-    }
 
     static func word(_ a: Address) -> [UInt8] {
         [UInt8](repeating: 0, count: 12) + a.bytes

@@ -210,20 +210,14 @@ public final class EraDNetwork: TaskNetwork, @unchecked Sendable {
         var requests: [(method: String, params: [JSON])] = [("eth_estimateGas", [estimateCall.json]), ("eth_gasPrice", [])]
         if withTip { requests.append(("eth_maxPriorityFeePerGas", [])) }
         let answers = try rpc.batch(requests)
-        func value(_ index: Int) throws -> JSON {
-            switch answers[index] {
-            case .success(let json): return json
-            case .failure(let error): throw EthereumClientError.rpc(error)
-            }
-        }
         let estimate: GasEstimate
         switch answers[0] {
         case .success(let json): estimate = .gas(try EthereumClient.decodeUInt64(json))
         case .failure(let error) where error.isExecutionRevert: estimate = .reverts(error.revertReason?.description ?? error.message)
         case .failure(let error): throw EthereumClientError.rpc(error)
         }
-        return CreateConditions(estimate: estimate, gasPrice: try EthereumClient.decodeQuantity(try value(1)),
-                                tip: withTip ? try EthereumClient.decodeQuantity(try value(2)) : nil)
+        return CreateConditions(estimate: estimate, gasPrice: try EthereumClient.decodeQuantity(try answers[1].rpcValue()),
+                                tip: withTip ? try EthereumClient.decodeQuantity(try answers[2].rpcValue()) : nil)
     }
 
     public func queueState() throws -> QueueState {
@@ -238,10 +232,7 @@ public final class EraDNetwork: TaskNetwork, @unchecked Sendable {
         }
         let answers = try rpc.batch(requests)
         func word(_ index: Int) throws -> UInt64 {
-            switch answers[index] {
-            case .success(let json): return try TaskQueueContract.decodeUInt64(try EthereumClient.decodeCallResult(json))
-            case .failure(let error): throw EthereumClientError.rpc(error)
-            }
+            try TaskQueueContract.decodeUInt64(try EthereumClient.decodeCallResult(try answers[index].rpcValue()))
         }
         let now = Date()
         let state = QueueState(size: try word(0), limit: try knownLimit ?? word(1), readAt: now)
@@ -345,5 +336,15 @@ public final class EraDNetwork: TaskNetwork, @unchecked Sendable {
 
     public func downloadResult(taskId: UInt64, index: Int, signer: Address) throws -> DownloadOutcome {
         try relay(signer).downloadResult(taskId: taskId, index: index)
+    }
+}
+
+extension Result where Success == JSON, Failure == JSONRPCError {
+    /// A batch item's result, or its error as the client throws one for a single call.
+    func rpcValue() throws -> JSON {
+        switch self {
+        case .success(let json): return json
+        case .failure(let error): throw EthereumClientError.rpc(error)
+        }
     }
 }

@@ -102,7 +102,7 @@ public final class HTTPClient: @unchecked Sendable {
             throw HTTPError.transport("invalid HTTP method \(method.debugDescription)")
         }
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
-            throw HTTPError.invalidURL(redacted(url))
+            throw HTTPError.invalidURL(redactedURL(url))
         }
         for (name, value) in headers {
             let bad = name.isEmpty || name.contains(":")
@@ -218,7 +218,7 @@ public final class HTTPClient: @unchecked Sendable {
 
         if code != CURLE_OK {
             let detail = transfer.errorMessage ?? String(cString: curl_easy_strerror(code))
-            let target = "\(method) \(redacted(url))"
+            let target = "\(method) \(redactedURL(url))"
             switch code {
             case CURLE_OPERATION_TIMEDOUT:
                 throw HTTPError.timeout("\(target): \(detail)")
@@ -227,7 +227,7 @@ public final class HTTPClient: @unchecked Sendable {
             case CURLE_WRITE_ERROR where transfer.exceeded:
                 throw HTTPError.bodyTooLarge(limit: options.maxResponseBytes)
             case CURLE_URL_MALFORMAT, CURLE_UNSUPPORTED_PROTOCOL:
-                throw HTTPError.invalidURL("\(redacted(url)): \(detail)")
+                throw HTTPError.invalidURL("\(redactedURL(url)): \(detail)")
             default:
                 throw HTTPError.transport("\(target): \(detail) (curl error \(code.rawValue))")
             }
@@ -253,7 +253,6 @@ public func redactedURL(_ url: String) -> String {
     return scheme + authority + (authorityEnd < rest.endIndex ? "/…" : "")
 }
 
-func redacted(_ url: String) -> String { redactedURL(url) }
 
 private final class Transfer {
     let limit: Int
