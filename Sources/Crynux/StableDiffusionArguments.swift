@@ -1,7 +1,23 @@
+/// Which stable-diffusion-task JSON schema the target network's Relay checks uploads against. The
+/// era-D Relay (crynux-relay@969e500, config `task_schema.stable_diffusion_inference`) downloads the
+/// schema from the task repository's main branch when it starts, so the version it enforces is the
+/// one current then: @68b52d2 from 2024-06-06 (most of era D), @8fcf6e7 from 2024-08-13.
+public enum SDSchema: String, Sendable, CaseIterable {
+    /// `base_model` is a string; no `version`, `unet`, `scheduler`, `lora.weight_file_name`,
+    /// `refiner.variant`; `cfg` from 1.
+    case v68b52d2 = "68b52d2"
+    /// Adds the `{"name", "variant"}` form of `base_model`, `version`, `unet`, `scheduler`; `cfg` from 0.
+    case v8fcf6e7 = "8fcf6e7"
+
+    /// What the era-D Relay enforced for most of its life.
+    public static let eraDDefault: SDSchema = .v68b52d2
+}
+
 /// The typed view of Stable Diffusion task arguments, with the schema defaults applied. The rules are
-/// those of the schema the era-D network applied (stable-diffusion-task@8fcf6e7, Aug 2024): the
-/// Relay refuses anything else after the task is paid for, and era-D nodes run that version. Unknown
-/// keys are allowed and ignored, as in the schema.
+/// those of the schema the target network's Relay applies (`SDSchema`): the Relay refuses anything
+/// else after the task is paid for. Unknown keys are allowed and ignored, as in the schema, except
+/// keys a later schema gives a meaning to: nodes of an older network would silently ignore them and
+/// return something else than what was asked (and paid) for, so they are refused.
 public struct StableDiffusionArguments: Sendable, Equatable {
     /// "2.5.0" and "2.5.2" came with later schemas (2025) that era-D nodes do not know.
     public static let versions = ["1.0.0", "2.0.0", "2.1.0"]
@@ -83,25 +99,34 @@ public struct StableDiffusionArguments: Sendable, Equatable {
         }
     }
 
-    public init(parsing arguments: String) throws(TaskArgumentsError) {
-        try self.init(root: TaskArguments.parseRoot(arguments))
+    public init(parsing arguments: String, schema: SDSchema = .eraDDefault) throws(TaskArgumentsError) {
+        try self.init(root: TaskArguments.parseRoot(arguments), schema: schema)
     }
 
-    init(root r: FieldReader) throws(TaskArgumentsError) {
+    init(root r: FieldReader, schema: SDSchema) throws(TaskArgumentsError) {
+        let objectForm = schema == .v8fcf6e7
+        if schema == .v68b52d2 {
+            for key in ["version", "unet", "scheduler"] where r.object[key] != nil {
+                throw Self.unknownToSchema(r, key, schema)
+            }
+        }
         version = try r.oneOf("version", Self.versions)
 
+        let expectedBase = objectForm ? #"a non-empty string or an object {"name": …}"# : "a non-empty string"
         guard let base = r.object["base_model"] else {
-            throw r.missing("base_model", expected: #"a non-empty string or an object {"name": …}"#)
+            throw r.missing("base_model", expected: expectedBase)
         }
         switch base {
         case .string(let s) where !s.isEmpty:
             baseModel = BaseModel(name: s, variant: nil)
-        case .object(let o):
+        case .object(let o) where objectForm:
             let b = FieldReader(o, path: r.fieldPath("base_model"))
             baseModel = BaseModel(name: try b.requiredString("name", nonEmpty: true),
                                   variant: try b.string("variant", nullable: true))
+        case .object:
+            throw r.fail("base_model", "must be \(expectedBase): the network's schema (stable-diffusion-task@\(schema.rawValue)) has no object form, and its Relay would refuse the task after it is paid for")
         default:
-            throw r.mismatch("base_model", expected: #"a non-empty string or an object {"name": …}"#, got: base)
+            throw r.mismatch("base_model", expected: expectedBase, got: base)
         }
 
         prompt = try r.requiredString("prompt", nonEmpty: true)
@@ -110,7 +135,7 @@ public struct StableDiffusionArguments: Sendable, Equatable {
         guard r.object["task_config"] != nil else {
             throw r.missing("task_config", expected: "an object such as {\"num_images\": 1}")
         }
-        taskConfig = try Self.taskConfig(r.nested("task_config")!)
+        taskConfig = try Self.taskConfig(r.nested("task_config")!, schema: schema)
 
         if let s = try r.nested("scheduler") {
             scheduler = SchedulerMethod(rawValue: try s.requiredOneOf("method", SchedulerMethod.allCases.map(\.rawValue)))
@@ -118,6 +143,7 @@ public struct StableDiffusionArguments: Sendable, Equatable {
         }
 
         if let l = try r.nested("lora", nullable: true) {
+            if schema == .v68b52d2, l.object["weight_file_name"] != nil { throw Self.unknownToSchema(l, "weight_file_name", schema) }
             lora = Lora(model: try l.requiredString("model", nonEmpty: true),
                         weightFileName: try l.string("weight_file_name") ?? "",
                         weight: Int(try l.integer("weight", in: 1...100) ?? 100))
@@ -136,6 +162,7 @@ public struct StableDiffusionArguments: Sendable, Equatable {
         }
 
         if let f = try r.nested("refiner", nullable: true) {
+            if schema == .v68b52d2, f.object["variant"] != nil { throw Self.unknownToSchema(f, "variant", schema) }
             refiner = Refiner(model: try f.requiredString("model", nonEmpty: true),
                               variant: try f.string("variant") ?? "fp16",
                               denoisingCutoff: Int(try f.integer("denoising_cutoff", in: 1...100) ?? 80),
@@ -147,7 +174,11 @@ public struct StableDiffusionArguments: Sendable, Equatable {
         unet = try r.string("unet") ?? ""
     }
 
-    private static func taskConfig(_ t: FieldReader) throws(TaskArgumentsError) -> TaskConfig {
+    private static func unknownToSchema(_ r: FieldReader, _ key: String, _ schema: SDSchema) -> TaskArgumentsError {
+        r.fail(key, "is not part of the network's schema (stable-diffusion-task@\(schema.rawValue)): its nodes would ignore it; remove it, or choose the network's newer schema")
+    }
+
+    private static func taskConfig(_ t: FieldReader, schema: SDSchema) throws(TaskArgumentsError) -> TaskConfig {
         var config = TaskConfig()
         let sizes = TaskConfig.imageSizeRange
         for key in ["image_width", "image_height"] {
@@ -160,7 +191,8 @@ public struct StableDiffusionArguments: Sendable, Equatable {
         if let v = try t.integer("seed", in: 0...2_147_483_647) { config.seed = Int(v) }
         if let v = try t.integer("num_images", in: 1...10) { config.numImages = Int(v) }
         if let v = try t.bool("safety_checker") { config.safetyChecker = v }
-        if let v = try t.integer("cfg", in: 0...20) { config.cfg = Int(v) }
+        // 68b52d2: exclusiveMinimum 0; 8fcf6e7: minimum 0.
+        if let v = try t.integer("cfg", in: schema == .v68b52d2 ? 1...20 : 0...20) { config.cfg = Int(v) }
         return config
     }
 }

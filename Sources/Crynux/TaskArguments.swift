@@ -4,13 +4,14 @@ import StrictJSON
 public enum TaskArguments {
     /// Parses and validates the exact argument string; never changes it (the Relay gets the same bytes,
     /// and the task hash is taken over them).
-    public static func validate(kind: TaskKind, arguments: String) throws(TaskArgumentsError) -> ValidatedTask {
+    /// `sdSchema`: the stable-diffusion-task schema the target network's Relay enforces.
+    public static func validate(kind: TaskKind, arguments: String, sdSchema: SDSchema) throws(TaskArgumentsError) -> ValidatedTask {
         let root = try parseRoot(arguments)
         let cap: UInt64
         let vramLimit: UInt64
         switch kind {
         case .sd:
-            let sd = try StableDiffusionArguments(root: root)
+            let sd = try StableDiffusionArguments(root: root, schema: sdSchema)
             cap = UInt64(sd.taskConfig.numImages)
             vramLimit = sd.vramLimit
         case .gpt:

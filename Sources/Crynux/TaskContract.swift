@@ -268,6 +268,21 @@ public struct TaskQueueContract: Sendable {
     public static let sizeSelector: [UInt8] = ABI.selector("size()")
     public static let sizeLimitSelector: [UInt8] = ABI.selector("getSizeLimit()")
 
+    /// `removeCheapestTask()`, returning `TaskInQueue(id, taskType, creator, taskHash, dataHash,
+    /// vramLimit, taskFee, price)`: a static tuple of 8 words.
+    public static let removeCheapestTaskSelector: [UInt8] = ABI.selector("removeCheapestTask()")
+
+    /// The `price` (the last word) of an ABI-encoded `TaskInQueue`.
+    public static func decodeQueuedPrice(_ data: [UInt8]) throws -> BigUInt {
+        guard data.count == 8 * 32 else {
+            throw ContractDecodingError("expected a TaskInQueue (256 bytes), got \(data.count) bytes")
+        }
+        guard let price = try ABI.decode([.uint(256)], from: Array(data[(7 * 32)...])).first?.uint else {
+            throw ContractDecodingError("TaskInQueue.price is not a uint256")
+        }
+        return price
+    }
+
     public func includeCall(taskId: UInt64) -> [UInt8] {
         Self.includeSelector + ABI.uintWord(taskId)
     }

@@ -55,11 +55,15 @@ public struct QueueState: Sendable, Equatable {
     public let limit: UInt64
     /// When the size was read: tasks of ours mined after it are not in it.
     public let readAt: Date
+    /// The lowest price (fee per result, wei) among queued tasks; nil when none waits. A new task
+    /// priced below it starts after all of them and is the first evicted.
+    public let cheapestPrice: BigUInt?
 
-    public init(size: UInt64, limit: UInt64, readAt: Date = Date()) {
+    public init(size: UInt64, limit: UInt64, readAt: Date = Date(), cheapestPrice: BigUInt? = nil) {
         self.size = size
         self.limit = limit
         self.readAt = readAt
+        self.cheapestPrice = cheapestPrice
     }
 }
 
@@ -124,6 +128,9 @@ public struct TaskState: Sendable, Equatable {
 /// Calls that cannot reach the network throw; node and Relay verdicts are returned as values.
 public protocol TaskNetwork: Sendable {
     var chainId: UInt64 { get }
+    /// The SD argument schema this network's Relay enforces: arguments are checked against it
+    /// before any money moves.
+    var sdSchema: SDSchema { get }
 
     // Transactions
     func planCreateTask(_ request: TaskRequest) throws -> CreatePlan
@@ -177,11 +184,14 @@ public final class EraDNetwork: TaskNetwork, @unchecked Sendable {
     public let task: TaskContract
     public let queue: TaskQueueContract
     public let chainId: UInt64
+    public let sdSchema: SDSchema
     private let queueCache = NSLock()
     private var cachedQueue: (state: QueueState, at: Date)?
     private var cachedLimit: (value: UInt64, at: Date)?
 
-    public init(rpc: EthereumClient, relays: [Address: RelayClient], task: TaskContract, queue: TaskQueueContract, chainId: UInt64) {
+    public init(rpc: EthereumClient, relays: [Address: RelayClient], task: TaskContract, queue: TaskQueueContract, chainId: UInt64,
+                sdSchema: SDSchema = .eraDDefault) {
+        self.sdSchema = sdSchema
         self.rpc = rpc
         self.relays = relays
         self.task = task
@@ -191,13 +201,14 @@ public final class EraDNetwork: TaskNetwork, @unchecked Sendable {
 
     /// Connects to the node and learns its chain id; the Relay signs each wallet's requests with its key.
     public static func connect(rpcURL: String, relayURL: String, taskContract: Address, taskQueueContract: Address,
-                               keys: [PrivateKey], caFile: String? = nil) throws -> EraDNetwork {
+                               keys: [PrivateKey], caFile: String? = nil, sdSchema: SDSchema = .eraDDefault,
+                               logsBlockRange: UInt64? = nil) throws -> EraDNetwork {
         let http = HTTPClient(options: HTTPOptions(connectTimeout: 5, totalTimeout: 20, caFile: caFile))
-        let rpc = EthereumClient(url: rpcURL, http: http)
+        let rpc = EthereumClient(url: rpcURL, http: http, logsBlockRange: logsBlockRange)
         var relays: [Address: RelayClient] = [:]
         for key in keys { relays[key.address] = RelayClient(baseURL: relayURL, key: key, http: http) }
         return EraDNetwork(rpc: rpc, relays: relays, task: TaskContract(address: taskContract),
-                           queue: TaskQueueContract(address: taskQueueContract), chainId: try rpc.chainId())
+                           queue: TaskQueueContract(address: taskQueueContract), chainId: try rpc.chainId(), sdSchema: sdSchema)
     }
 
     private func relay(_ signer: Address) throws -> RelayClient {
@@ -235,12 +246,26 @@ public final class EraDNetwork: TaskNetwork, @unchecked Sendable {
             try TaskQueueContract.decodeUInt64(try EthereumClient.decodeCallResult(try answers[index].rpcValue()))
         }
         let now = Date()
-        let state = QueueState(size: try word(0), limit: try knownLimit ?? word(1), readAt: now)
+        let size = try word(0)
+        let state = QueueState(size: size, limit: try knownLimit ?? word(1), readAt: now,
+                               cheapestPrice: size > 0 ? try cheapestQueuedPrice() : nil)
         queueCache.withLock {
             cachedQueue = (state, now)
             if knownLimit == nil { cachedLimit = (state.limit, now) }
         }
         return state
+    }
+
+    /// The TaskQueue has no getter for it, but `removeCheapestTask()` returns the cheapest task and
+    /// only checks that the Task contract calls it: simulated from that address, it reads the task
+    /// without removing anything. nil when the queue is empty by now (or the node refuses the call).
+    private func cheapestQueuedPrice() throws -> BigUInt? {
+        do {
+            let data = try rpc.call(CallRequest(from: task.address, to: queue.address, data: TaskQueueContract.removeCheapestTaskSelector))
+            return try TaskQueueContract.decodeQueuedPrice(data)
+        } catch EthereumClientError.rpc(let error) where error.isExecutionRevert {
+            return nil
+        }
     }
 
     public func planCreateTask(_ request: TaskRequest) throws -> CreatePlan {

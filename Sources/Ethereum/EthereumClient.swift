@@ -11,12 +11,16 @@ public final class EthereumClient: @unchecked Sendable {
     private let timeout: Double?
     private let lock = NSLock()
     private var nextId = 1  // guarded by lock
+    /// The widest block range one eth_getLogs may span: configured, or learned from the node's
+    /// refusal. nil: no limit known.
+    private var logsBlockRange: UInt64?  // guarded by lock
 
     /// `timeout` overrides the HTTP client's total timeout for these requests.
-    public init(url: String, http: HTTPClient = HTTPClient(), timeout: Double? = nil) {
+    public init(url: String, http: HTTPClient = HTTPClient(), timeout: Double? = nil, logsBlockRange: UInt64? = nil) {
         self.url = url
         self.http = http
         self.timeout = timeout
+        self.logsBlockRange = logsBlockRange.map { max($0, 1) }
     }
 
     // MARK: - Raw calls
@@ -116,7 +120,60 @@ public final class EthereumClient: @unchecked Sendable {
         try Self.decodeCallResult(self.call("eth_call", Self.callParams(call, block: block)))
     }
 
+    /// Logs matching `filter`. Nodes limit the block range of one query (Ethermint: 10,000 blocks by
+    /// default); a range wider than the known limit is asked in chunks, and a node that names its
+    /// limit in a refusal is asked again in chunks of that size.
     public func getLogs(_ filter: LogFilter) throws -> [Log] {
+        guard case .number(let from) = filter.fromBlock else { return try getLogsOnce(filter) }
+        if let range = lock.withLock({ logsBlockRange }) {
+            return try getLogsInChunks(filter, from: from, range: range)
+        }
+        do {
+            return try getLogsOnce(filter)
+        } catch EthereumClientError.rpc(let error) {
+            guard let range = Self.logsBlockRangeLimit(in: error.message) else { throw EthereumClientError.rpc(error) }
+            lock.withLock { logsBlockRange = range }
+            return try getLogsInChunks(filter, from: from, range: range)
+        }
+    }
+
+    private func getLogsInChunks(_ filter: LogFilter, from: UInt64, range: UInt64) throws -> [Log] {
+        let to: UInt64
+        switch filter.toBlock {
+        case .number(let n): to = n
+        case .earliest: to = 0
+        case .latest, .pending: to = try blockNumber()
+        }
+        guard from <= to else { return [] }
+        var logs: [Log] = []
+        var start = from
+        while true {
+            // Ethermint refuses `to - from > limit`: a chunk spans `range` blocks, ends included.
+            let (end, overflow) = start.addingReportingOverflow(range - 1)
+            var chunk = filter
+            chunk.fromBlock = .number(start)
+            chunk.toBlock = .number(overflow ? to : min(end, to))
+            logs += try getLogsOnce(chunk)
+            if overflow || end >= to { return logs }
+            start = end + 1
+        }
+    }
+
+    /// The block-range limit a node names when it refuses an eth_getLogs, e.g. Ethermint's
+    /// "maximum [from, to] blocks distance: 10000"; 1,000 when it only says the range is too wide.
+    public static func logsBlockRangeLimit(in message: String) -> UInt64? {
+        let text = message.lowercased()
+        if let marker = text.range(of: "blocks distance: ") {
+            let digits = text[marker.upperBound...].prefix { $0.isASCII && $0.isNumber }
+            if let n = UInt64(digits), n > 0 { return n }
+        }
+        if text.contains("block range") && (text.contains("exceed") || text.contains("too") || text.contains("limit")) {
+            return 1_000
+        }
+        return nil
+    }
+
+    private func getLogsOnce(_ filter: LogFilter) throws -> [Log] {
         let result = try call("eth_getLogs", [filter.json])
         guard let items = result.arrayValue else { throw RPCDecode.fail("eth_getLogs result", result) }
         return try items.map(RPCDecode.log)

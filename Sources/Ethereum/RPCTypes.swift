@@ -46,9 +46,11 @@ public struct JSONRPCError: Error, Sendable, Equatable, CustomStringConvertible 
     /// send no data but a message "execution reverted: <reason>" give `.error(<reason>)`.
     public var revertReason: RevertReason? {
         if let data, let reason = RevertReason.decode(data) { return reason }
-        let prefix = "execution reverted: "
-        if data == nil, message.hasPrefix(prefix), message.count > prefix.count {
-            return .error(String(message.dropFirst(prefix.count)))
+        // Without data (Ethermint's estimates, older geth): the reason is in the message, possibly
+        // behind a gRPC prefix.
+        let marker = "execution reverted: "
+        if data == nil, let range = message.range(of: marker), range.upperBound < message.endIndex {
+            return .error(String(message[range.upperBound...]))
         }
         return nil
     }

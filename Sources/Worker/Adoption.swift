@@ -25,7 +25,8 @@ enum Adoption {
             candidates = candidates.filter { $0.submittedAt.timeIntervalSince1970 <= Double(task.time) + 60 }
             for job in candidates {
                 guard let kind = TaskKind(rawValue: job.kind),
-                      let validated = try? TaskArguments.validate(kind: kind, arguments: try taskArgs(db, job.id)) else { continue }
+                      let validated = try? TaskArguments.validate(kind: kind, arguments: try taskArgs(db, job.id),
+                                                                    sdSchema: network.sdSchema) else { continue }
                 let facts = JobFacts(taskType: validated.taskType, taskHash: task.taskHash, cap: validated.cap, vramLimit: validated.vramLimit,
                                      feeWei: task.fee, walletAddress: wallet.address, chainId: wallet.chainId, txHash: task.txHash,
                                      txBlockNumber: task.block, taskId: task.taskId)

@@ -27,7 +27,7 @@ struct CreateStage {
         guard let arguments = job.taskArgs else { throw WorkerError("job \(job.id) was claimed for create without its arguments") }
         let task: ValidatedTask
         do {
-            task = try TaskArguments.validate(kind: kind, arguments: arguments)
+            task = try TaskArguments.validate(kind: kind, arguments: arguments, sdSchema: context.network.sdSchema)
         } catch {
             return .fail(reason: "invalid task arguments: \(error)", retryFrom: .create)
         }
@@ -72,7 +72,14 @@ struct CreateStage {
         let facts = JobFacts(taskType: request.taskType, taskHash: request.taskHash, cap: request.cap, vramLimit: request.vramLimit,
                              feeWei: request.fee, walletAddress: context.wallet.address, chainId: context.wallet.chainId,
                              stamps: [.txSigned])
-        return .sign(draft, facts: facts, note: "signed createTask (fee \(request.fee) wei, gas \(gasLimit))")
+        var note = "signed createTask (fee \(request.fee) wei, gas \(gasLimit))"
+        // The queue starts the best-paid task first and, when full, evicts the cheapest without
+        // refund: a price below every queued task's is a risk the operator should see.
+        let perResult = request.fee / BigUInt(request.cap)
+        if let cheapest = queue.cheapestPrice, perResult < cheapest {
+            note += "; warning: its price of \(perResult) wei per result is below the cheapest queued task's (\(cheapest)): it starts after all \(queue.size) queued tasks and is the first evicted when the queue is full"
+        }
+        return .sign(draft, facts: facts, note: note)
     }
 
     // MARK: signed: send until mined

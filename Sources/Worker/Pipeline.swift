@@ -86,7 +86,7 @@ struct Pipeline {
                 try apply(db, .wait(after: config.admissionRetry), to: job, observed: context.observed)
                 return
             }
-            log.info("job \(job.id) signed \(draft.purpose.rawValue) nonce \(signed.nonce) tx \(signed.hash.hex)")
+            log.info("job \(job.id) signed \(draft.purpose.rawValue) nonce \(signed.nonce) tx \(signed.hash.hex): \(note)")
             // Signing wrote facts under the same lease: continue from the stored row, with the
             // stored transaction to send.
             guard let reloaded = try JobStore.job(db, id: job.id), reloaded.leaseToken == job.leaseToken else { throw LeaseLost() }

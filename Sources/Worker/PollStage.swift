@@ -154,9 +154,11 @@ struct PollStage {
         let gasLimit: UInt64
         switch try context.network.estimateGas(call, from: context.wallet.address) {
         case .gas(let estimate):
-            // Freeing the nodes may start a queued task inside the same transaction: room for it.
-            let (padded, overflow) = estimate.multipliedReportingOverflow(by: 2)
-            gasLimit = overflow ? .max : max(padded, 300_000)
+            // Freeing the nodes may start a queued task inside the same transaction, one that was
+            // queued after this estimate: room for a whole start.
+            let (doubled, overflow) = estimate.multipliedReportingOverflow(by: 2)
+            let (withStart, overflow2) = estimate.addingReportingOverflow(config.taskStartGas)
+            gasLimit = overflow || overflow2 ? .max : max(doubled, withStart, 300_000)
         case .reverts(let why):
             // e.g. "Task has not exceeded the deadline yet" (clock skew) or already gone: poll on.
             return .wait(after: config.pollIntervalMax, facts: facts, note: "cancelTask would revert (\(why)); polling on")

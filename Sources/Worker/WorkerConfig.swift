@@ -1,4 +1,5 @@
 import BigInt
+import Crynux
 import Ethereum
 import Foundation
 import Postgres
@@ -33,12 +34,24 @@ public struct WorkerConfig: Sendable {
     public var retryBase: Double = 1
     public var retryMax: Double = 60
 
-    /// Fee per result (image, or the one GPT answer), in wei; a job's own fee overrides it.
-    public var feePerResultWei: BigUInt = BigUInt(10).power(16)
+    /// Fee per result (image, or the one GPT answer), in wei; a job's own fee overrides it. 4.1 CNX,
+    /// what the network's own bridge paid per image (crynux-bridge config `task_fee`, 4,100,000,000
+    /// GWei): the queue starts the best-paid task first and evicts the cheapest without refund, so
+    /// a low fee is paid for nothing in a busy network.
+    public var feePerResultWei: BigUInt = BigUInt(41) * BigUInt(10).power(17)
     /// Fixed gas limit for createTask; nil estimates it (and refuses a create that would revert).
     public var gasLimit: UInt64?
     /// Floor under twice the estimate (the era-D bridge sent 5,000,000 every time).
     public var minimumGasLimit: UInt64 = 1_500_000
+    /// Gas a queued task's start may add to a transaction that frees nodes (cancelTask): the
+    /// contract starts the best queued task inside it, and node selection costs more the more
+    /// nodes are free. Unused gas is not charged.
+    public var taskStartGas: UInt64 = 1_000_000
+    /// The stable-diffusion-task schema the network's Relay enforces (a setting of the network).
+    public var sdSchema: SDSchema = .eraDDefault
+    /// Widest block range one `eth_getLogs` may span; nil: the whole range, split when the node
+    /// names its limit (Ethermint: 10,000 by default).
+    public var logsBlockRange: UInt64?
     /// Fixed gas price (or max fee for EIP-1559); nil asks the node.
     public var gasPriceWei: BigUInt?
     public var useEIP1559 = false

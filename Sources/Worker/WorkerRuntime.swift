@@ -44,7 +44,8 @@ public final class WorkerRuntime: @unchecked Sendable {
         Self.protectSecrets()
         let network = try retryingTransient("connecting to \(redactedURL(config.rpcURL))") {
             try EraDNetwork.connect(rpcURL: config.rpcURL, relayURL: config.relayURL, taskContract: config.taskContract,
-                                    taskQueueContract: config.taskQueueContract, keys: config.keys, caFile: config.caFile)
+                                    taskQueueContract: config.taskQueueContract, keys: config.keys, caFile: config.caFile,
+                                    sdSchema: config.sdSchema, logsBlockRange: config.logsBlockRange)
         }
         if let expected = config.expectedChainId, expected != network.chainId {
             throw WorkerError("the node at \(redactedURL(config.rpcURL)) serves chain \(network.chainId), not the configured chain \(expected)")

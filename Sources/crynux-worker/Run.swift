@@ -1,5 +1,6 @@
 import ArgumentParser
 import BigInt
+import Crynux
 import Ethereum
 import Foundation
 import Worker
@@ -33,7 +34,12 @@ struct Run: ParsableCommand {
     @Option(help: "Lease length in seconds.") var leaseSeconds = 120.0
     @Option(help: "First interval between getTask polls, seconds.") var pollInterval = 1.0
     @Option(help: "Longest interval between getTask polls, seconds.") var pollIntervalMax = 30.0
-    @Option(help: "Fee per result (image) in wei [CRYNUX_FEE_PER_RESULT_WEI].") var feePerResultWei: String?
+    @Option(help: "Fee per result (image) in wei (default 4.1 CNX, what the network's bridge paid; a lower fee starts last and is evicted first from a busy queue, without refund) [CRYNUX_FEE_PER_RESULT_WEI].")
+    var feePerResultWei: String?
+    @Option(help: "The stable-diffusion-task schema the network's Relay enforces: 68b52d2 (era D until 2024-08-13, the default) or 8fcf6e7 (later) [CRYNUX_SD_SCHEMA].")
+    var sdSchema: String?
+    @Option(help: "Widest block range of one eth_getLogs (default: whole ranges, split when the node names its limit).")
+    var logsBlockRange: UInt64?
     @Option(help: "Fixed createTask gas limit (default: estimate, refusing creates that would revert).") var gasLimit: UInt64?
     @Option(help: "Fixed gas price in wei (default: the node's).") var gasPriceWei: String?
     @Flag(help: "Send EIP-1559 (type 2) transactions instead of legacy EIP-155 ones.") var eip1559 = false
@@ -111,6 +117,16 @@ struct Run: ParsableCommand {
         if let fee = feePerResultWei ?? env["CRYNUX_FEE_PER_RESULT_WEI"] {
             guard let wei = BigUInt(fee) else { throw ValidationError("--fee-per-result-wei must be a whole number") }
             config.feePerResultWei = wei
+        }
+        if let name = sdSchema ?? env["CRYNUX_SD_SCHEMA"] {
+            guard let schema = SDSchema(rawValue: name) else {
+                throw ValidationError("--sd-schema must be one of \(SDSchema.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            config.sdSchema = schema
+        }
+        if let logsBlockRange {
+            guard logsBlockRange > 0 else { throw ValidationError("--logs-block-range must be at least 1") }
+            config.logsBlockRange = logsBlockRange
         }
         config.gasLimit = gasLimit
         if let gasPriceWei {

@@ -156,8 +156,8 @@ private func sha256(_ bytes: [UInt8]) throws -> String {
         let offset = try c.relay.serverTime() - Int64(Date().timeIntervalSince1970)
         #expect(abs(offset) <= 2)
 
-        let args = #"{"version":"2.0.0","base_model":{"name":"crynux-ai/sdxl-turbo"},"prompt":"a <red> fox & a \"blue\" bird — 狐 🦊 \u2028","task_config":{"num_images":2,"seed":7,"steps":4,"cfg":0}}"#
-        let validated = try TaskArguments.validate(kind: .sd, arguments: args)
+        let args = #"{"base_model":"crynux-ai/sdxl-turbo","prompt":"a <red> fox & a \"blue\" bird — 狐 🦊 \u2028","task_config":{"num_images":2,"seed":7,"steps":4,"cfg":1}}"#
+        let validated = try TaskArguments.validate(kind: .sd, arguments: args, sdSchema: .eraDDefault)
         #expect(validated.cap == 2 && validated.vramLimit == 14)
 
         // Signed by the right key, but for a task the chain does not have.
@@ -202,7 +202,7 @@ private func sha256(_ bytes: [UInt8]) throws -> String {
     @Test func gptTaskEndToEnd() throws {
         let c = try Creator()
         let args = #"{"model":"Qwen/Qwen2.5-7B-Instruct","messages":[{"role":"system","content":"Be <brief> & kind"},{"role":"user","content":"Привет 👋"}],"generation_config":{"max_new_tokens":64,"do_sample":true,"temperature":0.7},"seed":42,"dtype":"bfloat16"}"#
-        let validated = try TaskArguments.validate(kind: .gpt, arguments: args)
+        let validated = try TaskArguments.validate(kind: .gpt, arguments: args, sdSchema: .eraDDefault)
         let (taskId, receipt) = try c.create(validated)
         #expect(try c.upload(taskId, args) == .uploaded)
         guard case .succeeded = try c.outcome(taskId, from: receipt.blockNumber) else {
@@ -222,7 +222,7 @@ private func sha256(_ bytes: [UInt8]) throws -> String {
         let c = try Creator()
         // The simulated nodes abort tasks whose arguments carry this marker.
         let args = #"{"base_model":"crynux-ai/stable-diffusion-v1-5","prompt":"devnet:abort","task_config":{"num_images":1}}"#
-        let validated = try TaskArguments.validate(kind: .sd, arguments: args)
+        let validated = try TaskArguments.validate(kind: .sd, arguments: args, sdSchema: .eraDDefault)
         let (taskId, receipt) = try c.create(validated)
         #expect(try c.upload(taskId, args) == .uploaded)
         #expect(try c.outcome(taskId, from: receipt.blockNumber) == .aborted(reason: "Task error reported"))

@@ -9,13 +9,16 @@ struct InvalidCase: Sendable, CustomTestStringConvertible {
     let field: String
     /// A fragment the message must contain (what was found, or what was expected).
     let mentions: String
-    var testDescription: String { "\(kind.rawValue) \(field): \(arguments)" }
+    /// The SD schema the case is checked under.
+    let schema: SDSchema
+    var testDescription: String { "\(kind.rawValue) @\(schema.rawValue) \(field): \(arguments)" }
 
-    init(_ kind: TaskKind, _ arguments: String, _ field: String, _ mentions: String) {
+    init(_ kind: TaskKind, _ arguments: String, _ field: String, _ mentions: String, schema: SDSchema = .v68b52d2) {
         self.kind = kind
         self.arguments = arguments
         self.field = field
         self.mentions = mentions
+        self.schema = schema
     }
 }
 
@@ -53,8 +56,8 @@ private let invalidCases: [InvalidCase] = [
     .init(.sd, #"{"prompt":"p","task_config":{}}"#, "base_model", "is missing"),
     .init(.sd, #"{"base_model":"","prompt":"p","task_config":{}}"#, "base_model", #"got """#),
     .init(.sd, #"{"base_model":7,"prompt":"p","task_config":{}}"#, "base_model", "got 7"),
-    .init(.sd, #"{"base_model":{"variant":"fp16"},"prompt":"p","task_config":{}}"#, "base_model.name", "is missing"),
-    .init(.sd, #"{"base_model":{"name":"m","variant":3},"prompt":"p","task_config":{}}"#, "base_model.variant", "got 3"),
+    .init(.sd, #"{"base_model":{"variant":"fp16"},"prompt":"p","task_config":{}}"#, "base_model.name", "is missing", schema: .v8fcf6e7),
+    .init(.sd, #"{"base_model":{"name":"m","variant":3},"prompt":"p","task_config":{}}"#, "base_model.variant", "got 3", schema: .v8fcf6e7),
     .init(.sd, #"{"base_model":"m","task_config":{}}"#, "prompt", "is missing"),
     .init(.sd, #"{"base_model":"m","prompt":"","task_config":{}}"#, "prompt", "non-empty string"),
     .init(.sd, #"{"base_model":"m","prompt":["p"],"task_config":{}}"#, "prompt", "got an array"),
@@ -69,26 +72,35 @@ private let invalidCases: [InvalidCase] = [
     .init(.sd, sd(#"{"steps":101}"#), "task_config.steps", "from 1 to 100"),
     .init(.sd, sd(#"{"seed":-1}"#), "task_config.seed", "got -1"),
     .init(.sd, sd(#"{"seed":2147483648}"#), "task_config.seed", "2147483647"),
-    .init(.sd, sd(#"{"cfg":21}"#), "task_config.cfg", "from 0 to 20"),
+    .init(.sd, sd(#"{"cfg":21}"#), "task_config.cfg", "from 0 to 20", schema: .v8fcf6e7),
     .init(.sd, sd(#"{"cfg":7.5}"#), "task_config.cfg", "integer"),
     .init(.sd, sd(#"{"cfg":false}"#), "task_config.cfg", "got false"),
     .init(.sd, sd(#"{"image_width":500}"#), "task_config.image_width", "multiple of 8"),
     .init(.sd, sd(#"{"image_height":0}"#), "task_config.image_height", "got 0"),
     .init(.sd, sd(#"{"safety_checker":1}"#), "task_config.safety_checker", "true or false (got 1)"),
-    .init(.sd, sd("{}", extra: #","version":"3.0.0""#), "version", #""2.1.0" (got "3.0.0")"#),
-    .init(.sd, sd("{}", extra: #","version":"2.5.0""#), "version", #"got "2.5.0""#),
+    .init(.sd, sd("{}", extra: #","version":"3.0.0""#), "version", #""2.1.0" (got "3.0.0")"#, schema: .v8fcf6e7),
+    .init(.sd, sd("{}", extra: #","version":"2.5.0""#), "version", #"got "2.5.0""#, schema: .v8fcf6e7),
     .init(.sd, sd("{}", extra: #","negative_prompt":null"#), "negative_prompt", "got null"),
-    .init(.sd, sd("{}", extra: #","scheduler":{"method":"PNDMScheduler"}"#), "scheduler.method", "LCMScheduler"),
-    .init(.sd, sd("{}", extra: #","scheduler":{}"#), "scheduler.method", "is missing"),
-    .init(.sd, sd("{}", extra: #","scheduler":"LCMScheduler""#), "scheduler", "must be an object"),
+    .init(.sd, sd("{}", extra: #","scheduler":{"method":"PNDMScheduler"}"#), "scheduler.method", "LCMScheduler", schema: .v8fcf6e7),
+    .init(.sd, sd("{}", extra: #","scheduler":{}"#), "scheduler.method", "is missing", schema: .v8fcf6e7),
+    .init(.sd, sd("{}", extra: #","scheduler":"LCMScheduler""#), "scheduler", "must be an object", schema: .v8fcf6e7),
     .init(.sd, sd("{}", extra: #","lora":{"weight":50}"#), "lora.model", "is missing"),
     .init(.sd, sd("{}", extra: #","lora":{"model":"m","weight":0}"#), "lora.weight", "from 1 to 100"),
     .init(.sd, sd("{}", extra: #","controlnet":{"model":"m","image_dataurl":"data:,","preprocess":{"method":"x"}}"#),
           "controlnet.preprocess.method", #"got "x""#),
     .init(.sd, sd("{}", extra: #","controlnet":{"model":"m"}"#), "controlnet.image_dataurl", "is missing"),
-    .init(.sd, sd("{}", extra: #","refiner":{"model":"m","variant":null}"#), "refiner.variant", "got null"),
+    .init(.sd, sd("{}", extra: #","refiner":{"model":"m","variant":null}"#), "refiner.variant", "got null", schema: .v8fcf6e7),
     .init(.sd, sd("{}", extra: #","refiner":{"model":"m","steps":0}"#), "refiner.steps", "got 0"),
     .init(.sd, sd("{}", extra: #","vae":1"#), "vae", "must be a string"),
+
+    // What the era-D Relay's schema (stable-diffusion-task@68b52d2) refuses or its nodes ignore
+    .init(.sd, #"{"base_model":{"name":"m"},"prompt":"p","task_config":{}}"#, "base_model", "no object form"),
+    .init(.sd, sd("{}", extra: #","version":"2.0.0""#), "version", "not part of the network's schema (stable-diffusion-task@68b52d2)"),
+    .init(.sd, sd("{}", extra: #","unet":"u""#), "unet", "@68b52d2"),
+    .init(.sd, sd("{}", extra: #","scheduler":{"method":"LCMScheduler"}"#), "scheduler", "its nodes would ignore it"),
+    .init(.sd, sd("{}", extra: #","lora":{"model":"m","weight_file_name":"w.safetensors"}"#), "lora.weight_file_name", "@68b52d2"),
+    .init(.sd, sd("{}", extra: #","refiner":{"model":"m","variant":"fp16"}"#), "refiner.variant", "@68b52d2"),
+    .init(.sd, sd(#"{"cfg":0}"#), "task_config.cfg", "from 1 to 20 (got 0)"),
 
     // GPT
     .init(.gpt, #"{"messages":[{"role":"user","content":"hi"}]}"#, "model", "is missing"),
@@ -123,7 +135,7 @@ private let invalidCases: [InvalidCase] = [
     @Test(arguments: invalidCases)
     func invalidArgumentsNameTheField(_ c: InvalidCase) {
         do {
-            let task = try TaskArguments.validate(kind: c.kind, arguments: c.arguments)
+            let task = try TaskArguments.validate(kind: c.kind, arguments: c.arguments, sdSchema: c.schema)
             Issue.record("accepted invalid arguments: \(task)")
         } catch {
             #expect(error.field == c.field)
@@ -140,7 +152,7 @@ private let invalidCases: [InvalidCase] = [
     @Test func errorSentenceReadsWell() {
         #expect(throws: TaskArgumentsError(field: "task_config.num_images",
                                            message: "must be an integer from 1 to 10 (got 12)")) {
-            try TaskArguments.validate(kind: .sd, arguments: sd(#"{"num_images":12}"#))
+            try TaskArguments.validate(kind: .sd, arguments: sd(#"{"num_images":12}"#), sdSchema: .eraDDefault)
         }
         let e = TaskArgumentsError(field: "messages[2].role", message: "x")
         #expect(e.description == "messages[2].role: x")
@@ -152,7 +164,7 @@ private let invalidCases: [InvalidCase] = [
          "negative_prompt": "", "task_config": {"num_images": 2, "image_width": 512, "image_height": 768,
          "steps": 25, "seed": 42, "safety_checker": false, "cfg": 7}, "lora": null}
         """#
-        let task = try TaskArguments.validate(kind: .sd, arguments: args)
+        let task = try TaskArguments.validate(kind: .sd, arguments: args, sdSchema: .eraDDefault)
         #expect(task.kind == .sd)
         #expect(task.taskType == 0)
         #expect(task.cap == 2)
@@ -181,12 +193,14 @@ private let invalidCases: [InvalidCase] = [
          "refiner":{"model":"some/refiner"},
          "task_config":{"num_images":1,"seed":2147483647,"steps":1,"cfg":0}}
         """#
-        let task = try TaskArguments.validate(kind: .sd, arguments: args)
+        let task = try TaskArguments.validate(kind: .sd, arguments: args, sdSchema: .v8fcf6e7)
         #expect(task.cap == 1)
         #expect(task.vramLimit == 14)
         #expect(task.resultCount == 1)
+        // The era-D Relay's schema has no object base_model: refused before any money moves.
+        #expect(throws: TaskArgumentsError.self) { try TaskArguments.validate(kind: .sd, arguments: args, sdSchema: .v68b52d2) }
 
-        let parsed = try StableDiffusionArguments(parsing: args)
+        let parsed = try StableDiffusionArguments(parsing: args, schema: .v8fcf6e7)
         #expect(parsed.version == "2.0.0")
         #expect(parsed.baseModel == .init(name: "crynux-ai/sdxl-turbo", variant: "fp16"))
         #expect(parsed.scheduler == .eulerAncestralDiscrete)
@@ -199,7 +213,7 @@ private let invalidCases: [InvalidCase] = [
 
     @Test func stableDiffusionDefaults() throws {
         let args = #"{"base_model":"someone/custom-model","prompt":"p","task_config":{}}"#
-        let task = try TaskArguments.validate(kind: .sd, arguments: args)
+        let task = try TaskArguments.validate(kind: .sd, arguments: args, sdSchema: .eraDDefault)
         #expect(task.cap == 6)
         #expect(task.resultCount == 6)
         #expect(task.vramLimit == 10)
@@ -213,22 +227,22 @@ private let invalidCases: [InvalidCase] = [
         #expect(c.cfg == 5)
 
         let sdxlBase = #"{"base_model":{"name":"crynux-ai/stable-diffusion-xl-base-1.0"},"prompt":"p","task_config":{}}"#
-        #expect(try TaskArguments.validate(kind: .sd, arguments: sdxlBase).vramLimit == 14)
+        #expect(try TaskArguments.validate(kind: .sd, arguments: sdxlBase, sdSchema: .v8fcf6e7).vramLimit == 14)
     }
 
     @Test func integralFloatsCountAsIntegersButBooleansNever() throws {
-        #expect(try TaskArguments.validate(kind: .sd, arguments: sd(#"{"num_images":4.0}"#)).cap == 4)
-        #expect(try TaskArguments.validate(kind: .sd, arguments: sd(#"{"num_images":3e0}"#)).cap == 3)
+        #expect(try TaskArguments.validate(kind: .sd, arguments: sd(#"{"num_images":4.0}"#), sdSchema: .eraDDefault).cap == 4)
+        #expect(try TaskArguments.validate(kind: .sd, arguments: sd(#"{"num_images":3e0}"#), sdSchema: .eraDDefault).cap == 3)
         #expect(throws: TaskArgumentsError.self) {
-            try TaskArguments.validate(kind: .sd, arguments: sd(#"{"num_images":false}"#))
+            try TaskArguments.validate(kind: .sd, arguments: sd(#"{"num_images":false}"#), sdSchema: .eraDDefault)
         }
     }
 
     @Test func unknownKeysAreAllowed() throws {
         let args = #"{"base_model":"m","prompt":"p","task_config":{"num_images":1,"future":true},"extra":{"x":[1,{"y":null}]}}"#
-        #expect(try TaskArguments.validate(kind: .sd, arguments: args).cap == 1)
+        #expect(try TaskArguments.validate(kind: .sd, arguments: args, sdSchema: .eraDDefault).cap == 1)
         let g = #"{"model":"m","messages":[{"role":"user","content":"","name":"bob"}],"tools":null}"#
-        #expect(try TaskArguments.validate(kind: .gpt, arguments: g).cap == 1)
+        #expect(try TaskArguments.validate(kind: .gpt, arguments: g, sdSchema: .eraDDefault).cap == 1)
     }
 
     @Test func gptExample() throws {
@@ -242,7 +256,7 @@ private let invalidCases: [InvalidCase] = [
            "repetition_penalty":1.1,"typical_p":1,"num_beams":1,"num_return_sequences":2},
          "seed":4294967295,"dtype":"bfloat16","quantize_bits":null}
         """#
-        let task = try TaskArguments.validate(kind: .gpt, arguments: args)
+        let task = try TaskArguments.validate(kind: .gpt, arguments: args, sdSchema: .eraDDefault)
         #expect(task.kind == .gpt)
         #expect(task.taskType == 1)
         #expect(task.cap == 1)
@@ -284,8 +298,8 @@ private let invalidCases: [InvalidCase] = [
         // Whitespace, key order and escapes are kept: the Relay hashes what it receives.
         let a = #"{"prompt":"p","base_model":"m","task_config":{"num_images":1}}"#
         let b = #"{ "base_model" : "m", "prompt" : "\u0070", "task_config" : { "num_images" : 1 } }"#
-        let ta = try TaskArguments.validate(kind: .sd, arguments: a)
-        let tb = try TaskArguments.validate(kind: .sd, arguments: b)
+        let ta = try TaskArguments.validate(kind: .sd, arguments: a, sdSchema: .eraDDefault)
+        let tb = try TaskArguments.validate(kind: .sd, arguments: b, sdSchema: .eraDDefault)
         #expect(ta.taskHash == keccak256(Array(a.utf8)))
         #expect(tb.taskHash == keccak256(Array(b.utf8)))
         #expect(ta.taskHash != tb.taskHash)
@@ -295,13 +309,13 @@ private let invalidCases: [InvalidCase] = [
 
     @Test func duplicateKeysKeepTheLastValueLikeGo() throws {
         let args = #"{"base_model":"m","prompt":"p","task_config":{"num_images":12,"num_images":3}}"#
-        #expect(try TaskArguments.validate(kind: .sd, arguments: args).cap == 3)
+        #expect(try TaskArguments.validate(kind: .sd, arguments: args, sdSchema: .eraDDefault).cap == 3)
     }
 
     @Test func deepNestingIsRefusedNotCrashing() {
         let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
         let args = #"{"base_model":"m","prompt":"p","task_config":{},"x":"# + deep + "}"
-        #expect(throws: TaskArgumentsError.self) { try TaskArguments.validate(kind: .sd, arguments: args) }
+        #expect(throws: TaskArgumentsError.self) { try TaskArguments.validate(kind: .sd, arguments: args, sdSchema: .eraDDefault) }
     }
 
     @Test func kindMapsToTaskType() {
@@ -317,9 +331,9 @@ private let invalidCases: [InvalidCase] = [
     // 6 MiB of '<' is 36 MiB once escaped for the Relay.
     let prompt = String(repeating: "<", count: 6 << 20)
     let args = #"{"base_model":"m","prompt":""# + prompt + #"","task_config":{}}"#
-    #expect(throws: TaskArgumentsError.self) { try TaskArguments.validate(kind: .sd, arguments: args) }
+    #expect(throws: TaskArgumentsError.self) { try TaskArguments.validate(kind: .sd, arguments: args, sdSchema: .eraDDefault) }
     do {
-        _ = try TaskArguments.validate(kind: .sd, arguments: args)
+        _ = try TaskArguments.validate(kind: .sd, arguments: args, sdSchema: .eraDDefault)
     } catch {
         #expect(error.field == "task_args")
         #expect(error.message.contains("32 MiB"))

@@ -83,6 +83,25 @@ struct EthereumClientTests {
         ]])
     }
 
+    @Test func logQueriesSplitTheirRangeIntoChunksTheNodeAccepts() throws {
+        let stub = try RPCStub()
+        defer { stub.stop() }
+        let limited = Address(hex: "0x" + String(repeating: "22", count: 20))
+        // Learned from the refusal: blocks 10...436 (head) in chunks, each block exactly once.
+        let client = EthereumClient(url: stub.url)
+        let logs = try client.getLogs(LogFilter(fromBlock: .number(10), toBlock: .latest, address: limited))
+        #expect(logs.map(\.blockNumber) == Array(10...436))
+        // Configured up front: no refused query first.
+        let configured = EthereumClient(url: stub.url, logsBlockRange: 50)
+        let some = try configured.getLogs(LogFilter(fromBlock: .number(100), toBlock: .number(260), address: limited))
+        #expect(some.map(\.blockNumber) == Array(100...260))
+        #expect(try lastRequest(stub)["params"]?.arrayValue?.first?["fromBlock"] == "0xfa")
+        // A range the node refuses without naming a limit is not guessed at.
+        #expect(EthereumClient.logsBlockRangeLimit(in: "maximum [from, to] blocks distance: 10000") == 10_000)
+        #expect(EthereumClient.logsBlockRangeLimit(in: "query exceeds max block range 2000") == 1_000)
+        #expect(EthereumClient.logsBlockRangeLimit(in: "devnet: injected JSON-RPC error") == nil)
+    }
+
     @Test func batchResultsFollowRequestOrder() throws {
         let stub = try RPCStub()
         defer { stub.stop() }

@@ -108,7 +108,7 @@ struct PipelineHarness {
     }
 
     static func sdArgs(images: Int, prompt: String = "a lighthouse at dusk") -> String {
-        #"{"version":"2.0.0","base_model":{"name":"crynux-ai/stable-diffusion-v1-5"},"prompt":"\#(prompt)","negative_prompt":"","task_config":{"num_images":\#(images),"steps":10,"seed":\#(images * 7),"cfg":5,"safety_checker":false}}"#
+        #"{"base_model":"crynux-ai/stable-diffusion-v1-5","prompt":"\#(prompt)","negative_prompt":"","task_config":{"num_images":\#(images),"steps":10,"seed":\#(images * 7),"cfg":5,"safety_checker":false}}"#
     }
 
     static func gptArgs(_ content: String) -> String {

@@ -10,6 +10,7 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
     struct Failure: Error, CustomStringConvertible { let description: String }
 
     let chainId: UInt64 = 10_000
+    var sdSchema: SDSchema = .eraDDefault
     let taskAddress = Address(bytes: [UInt8](repeating: 0x11, count: 20))
 
     private let lock = NSLock()
