@@ -7,8 +7,11 @@ import Postgres
 public struct Job: Sendable {
     public let id: Int64
     public let kind: String
-    /// The exact argument string; nil in a claim for a stage that does not use it (poll, fetch).
+    /// The exact argument string; nil in a claim for a stage that does not use it (poll, fetch),
+    /// and in a claim of arguments too large to ever be sent (see `taskArgsBytes`).
     public let taskArgs: String?
+    /// The arguments' size in bytes, as a claim reads it; nil elsewhere.
+    public let taskArgsBytes: Int64?
     public let priority: Int
     public let status: JobStatus
     public let stage: JobStage
@@ -60,6 +63,7 @@ public struct Job: Sendable {
         id = try row.get("id")
         kind = try row.get("kind")
         taskArgs = try row.optional("task_args")
+        taskArgsBytes = row.columnNames.contains("task_args_bytes") ? try row.optional("task_args_bytes") : nil
         priority = try row.get("priority")
         status = try read.enumValue("status", JobStatus.self) ?? .pending
         stage = try read.enumValue("stage", JobStage.self) ?? .create

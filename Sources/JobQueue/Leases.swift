@@ -38,10 +38,17 @@ extension JobStore {
         }
     }
 
+    /// Arguments larger than this are never loaded by a claim: the Relay refuses request bodies
+    /// over 32 MiB, and the arguments travel in one (escaped, so never shorter). A claim of 8 such
+    /// rows would otherwise hold them twice over (libpq's result and the strings).
+    public static let claimedArgumentsLimit: Int64 = 32 << 20
+
     /// Every column of a job, but the arguments only for the stages that use them: a poll or a
-    /// fetch of a job with 30 MB of arguments does not carry them around.
+    /// fetch of a job with 30 MB of arguments does not carry them around. Their size comes from
+    /// the TOAST header, without reading them.
     static let claimedColumns = """
-        j.id, j.kind, CASE WHEN j.stage IN ('create', 'upload') THEN j.task_args END AS task_args, j.priority, j.status,
+        j.id, j.kind, CASE WHEN j.stage IN ('create', 'upload') AND octet_length(j.task_args) <= \(claimedArgumentsLimit)
+            THEN j.task_args END AS task_args, octet_length(j.task_args)::bigint AS task_args_bytes, j.priority, j.status,
         j.stage, j.run_at, j.stage_attempts, j.stage_entered_at, j.cancel_requested_at, j.locked_by, j.locked_until,
         j.lease_token, j.fee_wei_override, j.vram_limit_override, j.task_type_override, j.task_type, j.task_hash, j.cap,
         j.vram_limit, j.fee_wei, j.wallet_address, j.chain_id, j.tx_nonce, j.tx_hash, j.tx_block_number, j.task_id,

@@ -24,7 +24,13 @@ struct CreateStage {
         guard let kind = TaskKind(rawValue: job.kind) else {
             return .fail(reason: "unknown job kind \(job.kind)", retryFrom: .create)
         }
-        guard let arguments = job.taskArgs else { throw WorkerError("job \(job.id) was claimed for create without its arguments") }
+        guard let arguments = job.taskArgs else {
+            if let size = job.taskArgsBytes, size > JobStore.claimedArgumentsLimit {
+                return .fail(reason: "invalid task arguments: task_args: must fit in the Relay's 32 MiB request limit (got \(size) bytes)",
+                             retryFrom: .create)
+            }
+            throw WorkerError("job \(job.id) was claimed for create without its arguments")
+        }
         let task: ValidatedTask
         do {
             task = try TaskArguments.validate(kind: kind, arguments: arguments, sdSchema: context.network.sdSchema)

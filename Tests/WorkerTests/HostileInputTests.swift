@@ -90,4 +90,22 @@ struct HostileInputTests {
                                          stdin: "{}")
         #expect(cli.status != 0 && cli.output.contains("--fee-wei"))
     }
+
+    @Test func argumentsThatCanNeverBeSentAreNotEvenLoaded() throws {
+        let h = try StageHarness()
+        let big = #"{"base_model":"crynux-ai/stable-diffusion-v1-5","prompt":""# + String(repeating: "x", count: 32 << 20)
+            + #"","task_config":{}}"#
+        let id = try h.submit(big)
+        // A claim at create reads their size, not them (8 such rows would be held twice over).
+        let claimed = try #require(try JobStore.claim(h.db, worker: "probe", limit: 1, leaseSeconds: 60).first)
+        #expect(claimed.id == id && claimed.taskArgs == nil && claimed.taskArgsBytes == Int64(big.utf8.count))
+        try h.db.execute("UPDATE crynux.jobs SET locked_by = NULL, locked_until = NULL")
+        let job = try h.runOnce(id)
+        #expect(job.status == .failed && job.lastError == "invalid task arguments: task_args: must fit in the Relay's 32 MiB request limit (got \(big.utf8.count) bytes)")
+        #expect(try h.transactions(id).isEmpty)
+        // Arguments within the limit still come with the claim.
+        let fine = try h.submit()
+        let again = try #require(try JobStore.claim(h.db, worker: "probe", limit: 1, leaseSeconds: 60).first)
+        #expect(again.id == fine && again.taskArgs != nil)
+    }
 }

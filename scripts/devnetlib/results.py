@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import struct
 import zlib
 
@@ -37,6 +38,23 @@ def png_image(task_id: int, index: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(bytes(rows), 9)) + _chunk(b"IEND", b"")
 
 
+# Per-task marker: every image of the task is padded to this many bytes (for memory benchmarks).
+RESULT_BYTES_MARKER = re.compile(r"devnet:result-bytes=(\d{1,9})")
+MAX_RESULT_BYTES = 64 << 20
+
+
+def padded_png(png: bytes, size: int) -> bytes:
+    """The same image with a private ancillary chunk ("deVp": viewers skip it) before IEND, so
+    that the file is `size` bytes long; unchanged when it is already that big."""
+    extra = size - len(png) - 12  # a chunk costs 12 bytes besides its payload
+    if extra < 0:
+        return png
+    seed = hashlib.sha256(png).digest()
+    payload = (seed * (extra // len(seed) + 1))[:extra]
+    iend = len(png) - 12
+    return png[:iend] + _chunk(b"deVp", payload) + png[iend:]
+
+
 def gpt_response(task_id: int, args: dict) -> bytes:
     """0.json as a node writes it: json.dump (default separators, ASCII) of a
     gpt-task GPTTaskResponse."""
@@ -63,6 +81,10 @@ def task_results(task_id: int, task_type: int, task_args: str) -> tuple[list[byt
     if task_type == 0:
         count = (args.get("task_config") or {}).get("num_images", 6)
         files = [png_image(task_id, i) for i in range(int(count))]
+        marker = RESULT_BYTES_MARKER.search(task_args)
+        if marker:
+            size = min(int(marker.group(1)), MAX_RESULT_BYTES)
+            files = [padded_png(f, size) for f in files]
         return files, b"".join(hashlib.sha256(f).digest()[:8] for f in files)
     body = gpt_response(task_id, args)
     return [body], hashlib.sha256(body).digest()
