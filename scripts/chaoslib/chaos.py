@@ -59,6 +59,7 @@ class Workers:
         self.extra = list(extra)
         self.procs = {}
         self.logs = {}
+        self.names = {}
         self.started = 0
 
     def start(self, slot):
@@ -72,6 +73,7 @@ class Workers:
             args += ["--private-key-file", key]
         self.procs[slot] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         self.logs[slot] = log.name
+        self.names[slot] = name
 
     def kill(self, slot, sig):
         self.procs[slot].send_signal(sig)
@@ -106,11 +108,31 @@ def counts(tag):
     return {status: int(n) for status, n in rows}
 
 
+def held_by(name, ids=None):
+    """Pending jobs whose lease the worker process `name` holds (its lease holder is name#suffix)."""
+    only = f" AND id IN ({','.join(map(str, ids))})" if ids else ""
+    return {int(i) for (i,) in psql(f"SELECT id FROM crynux.jobs WHERE status = 'pending' AND locked_by LIKE '{name}#%'{only}")}
+
+
+KILLED_INSIDE = {}  # stage -> kills of a worker that held a job in it
+
+
+def holder_of(workers, stage):
+    """The slot of a worker holding a job in `stage` now, or None."""
+    rows = psql(f"SELECT split_part(locked_by, '#', 1) FROM crynux.jobs WHERE status = 'pending' AND stage = '{stage}' "
+                f"AND locked_until > now() ORDER BY random() LIMIT 1")
+    by_name = {name: slot for slot, name in workers.names.items()}
+    return by_name.get(rows[0][0]) if rows else None
+
+
 def run_jobs(tag, count, workers, faults, fault_seconds, rng, timeout):
-    """Runs `count` jobs to the end; returns (seconds, fault log)."""
+    """Runs `count` jobs to the end; returns (seconds, fault log). A fault log entry is
+    (kind, time, seconds to recover or None): for a killed worker, until every job it held is
+    claimed by another (or ended); measured while the run goes on."""
     submit(count, tag)
     start = time.time()
     events = []
+    orphans = []  # [event index, worker name, job ids still held]
     for slot in range(workers.count):
         workers.start(slot)
     restarted_pg = terminated = False
@@ -126,6 +148,13 @@ def run_jobs(tag, count, workers, faults, fault_seconds, rng, timeout):
         if now - last_report >= 10:
             print(f"  {now - start:5.0f} s: {c}, faults so far: {len(events)}", file=sys.stderr, flush=True)
             last_report = now
+        for entry in list(orphans):
+            index, name, ids = entry
+            entry[2] = held_by(name, ids)
+            if not entry[2]:
+                kind, at, _ = events[index]
+                events[index] = (kind, at, now - at)
+                orphans.remove(entry)
         if c.get("pending", 0) == 0 and sum(c.values()) == count:
             break
         for slot, proc in list(workers.procs.items()):
@@ -137,15 +166,30 @@ def run_jobs(tag, count, workers, faults, fault_seconds, rng, timeout):
                 kind = "terminate-connections"
             if kind == "sigterm" and terminated:
                 kind = "kill"
-            events.append((kind, now))
+            events.append((kind, now, None))
             if kind in ("kill", "sigterm"):
                 slot = rng.randrange(workers.count)
+                if kind == "kill":
+                    # Kills alternate between a worker inside create and one inside fetch, when
+                    # one is: the stages that send money and store results.
+                    stage = "create" if sum(1 for e in events if e[0] == "kill") % 2 else "fetch"
+                    target = holder_of(workers, stage)
+                    if target is not None:
+                        slot = target
+                        KILLED_INSIDE[stage] = KILLED_INSIDE.get(stage, 0) + 1
                 if workers.alive(slot):
+                    held = held_by(workers.names[slot])
                     workers.kill(slot, signal.SIGKILL if kind == "kill" else signal.SIGTERM)
                     workers.procs[slot].wait(60 if kind == "sigterm" else 10)
                     if kind == "sigterm" and workers.procs[slot].returncode != 0:
                         raise SystemExit(f"SIGTERM did not end worker {slot} cleanly:\n" + open(workers.logs[slot]).read()[-3000:])
                     terminated |= kind == "sigterm"
+                    # SIGTERM hands its jobs back at once; SIGKILL leaves them to lease expiry.
+                    still = held_by(workers.names[slot], held) if held else set()
+                    if still:
+                        orphans.append([len(events) - 1, workers.names[slot], still])
+                    else:
+                        events[-1] = (kind, now, time.time() - now)
                 time.sleep(rng.uniform(0.5, 2))
                 workers.start(slot)
             elif kind == "terminate-connections":
@@ -169,6 +213,28 @@ def run_jobs(tag, count, workers, faults, fault_seconds, rng, timeout):
         time.sleep(0.3)
     calm()
     return time.time() - start, events
+
+
+def recovery(tag, events, fault_end):
+    """Per kind of fault, the median seconds until what it hit moved on:
+    kill / sigterm: every job the worker held is claimed by another worker (measured live);
+    terminate-connections / restart-postgres: the next stage transition written by any worker;
+    rpc / relay / chain (their rates stay until the fault period ends): the next job that
+    succeeded after the end of the fault period."""
+    writes = sorted(float(t) for (t,) in psql("SELECT extract(epoch FROM at) FROM crynux.job_events WHERE worker IS NOT NULL"))
+    finished = sorted(float(t) for (t,) in psql(f"SELECT extract(epoch FROM finished_at) FROM crynux.jobs "
+                                                 f"WHERE task_args LIKE '%{tag} %' AND status = 'succeeded'"))
+    by_kind = {}
+    for kind, at, measured in events:
+        if kind in ("kill", "sigterm"):
+            value = measured
+        elif kind in ("terminate-connections", "restart-postgres"):
+            value = next((t - at for t in writes if t > at), None)
+        else:
+            value = next((t - fault_end for t in finished if t >= fault_end), None)
+        if value is not None:
+            by_kind.setdefault(kind, []).append(value)
+    return {kind: statistics.median(values) for kind, values in sorted(by_kind.items())}
 
 
 def calm():
@@ -226,18 +292,6 @@ def check(tag, wallets, count):
             "recreated": sum(int(j[6]) for j in jobs)}
 
 
-def recovery(tag, events):
-    """Per kind of fault: seconds from it to the next job that succeeded."""
-    finished = sorted(float(t) for (t,) in psql(f"SELECT extract(epoch FROM finished_at) FROM crynux.jobs "
-                                                 f"WHERE task_args LIKE '%{tag} %' AND status = 'succeeded'"))
-    by_kind = {}
-    for kind, at in events:
-        after = [t - at for t in finished if t >= at]
-        if after:
-            by_kind.setdefault(kind, []).append(after[0])
-    return {kind: statistics.median(values) for kind, values in sorted(by_kind.items())}
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--seed", type=int, default=1)
@@ -263,6 +317,7 @@ def main():
         baseline, _ = run_jobs("calm", jobs, workers, False, 0, rng, timeout)
         workers.stop_all()
     workers = Workers(keys, args.workers)
+    started = time.time()
     seconds, events = run_jobs("chaos", jobs, workers, True, fault_seconds, rng, timeout)
     alive = [slot for slot in workers.procs if workers.alive(slot)]
     settle(wallets)  # the wallet keepers finish what is still in the pool
@@ -275,12 +330,17 @@ def main():
     for name in ("lost", "paid twice", "stuck", "wrong results", "nonce gaps", "succeeded", "failed", "recreated"):
         print(f"| {name} | {result[name]} |")
     print(f"| workers alive at the end | {len(alive)} of {args.workers} |")
-    print("\n| fault | injected | median s to the next job succeeded |\n|---|---|---|")
+    print("\n| fault | injected | median s to recover |\n|---|---|---|")
     kinds = {}
-    for kind, _ in events:
+    for kind, _, _ in events:
         kinds[kind] = kinds.get(kind, 0) + 1
-    for kind, median in recovery("chaos", events).items():
+    fault_end = min(started + fault_seconds, started + seconds)
+    for kind, median in recovery("chaos", events, fault_end).items():
         print(f"| {kind} | {kinds[kind]} | {median:.1f} |")
+    print(f"kills of a worker inside a stage: {KILLED_INSIDE or 'none'}")
+    unrecovered = sum(1 for kind, _, measured in events if kind in ("kill", "sigterm") and measured is None)
+    if unrecovered:
+        print(f"workers stopped whose jobs were never claimed again: {unrecovered}")
     print(f"\nthroughput with faults: {jobs / seconds:.2f} jobs/s ({seconds:.0f} s)")
     if baseline:
         print(f"throughput without faults: {jobs / baseline:.2f} jobs/s ({baseline:.0f} s); ratio {baseline / seconds:.2f}")
