@@ -57,7 +57,9 @@ def parse_args(argv):
     p.add_argument("--verbose", action="store_true")
     knobs = p.add_argument_group("knobs (also settable at run time: POST /admin/config)")
     for k in KNOBS:
-        knobs.add_argument("--" + k.name.replace("_", "-"), dest=k.name, type=k.kind, help=f"{k.help} (default {k.kind(k.default)})")
+        default = ",".join(map(str, k.default)) if isinstance(k.default, tuple) else k.default
+        knobs.add_argument("--" + k.name.replace("_", "-"), dest=k.name, type=k.kind, choices=k.choices or None,
+                           help=f"{k.help} (default {default or 'none'})")
     args = p.parse_args(argv)
     if not 1 <= args.accounts <= 1000:
         p.error("--accounts must be 1..1000")

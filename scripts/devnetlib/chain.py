@@ -13,6 +13,10 @@ Design points:
 * Block timestamps follow the wall clock; unlike mainnet, a block may share
   its parent's timestamp. This keeps `block.timestamp` (and thus task
   deadlines) equal to real time even at 30 blocks/s.
+* eth_call / eth_estimateGas run in the context of the requested block (its
+  number and timestamp), like geth, not at the wall clock. With automine an
+  empty block is mined after `idle_block_ms` without one, so that time moves
+  on chain as on a real network.
 * The pool holds transactions that cannot be mined yet: nonce gaps, the
   `tx_mine_delay_ms` fault, a fee cap below the base fee, a full block.
 """
@@ -71,11 +75,24 @@ class TxRejected(Exception):
 class ExecutionError(Exception):
     """eth_call / eth_estimateGas failed. code 3 with data when it reverted with data."""
 
-    def __init__(self, message: str, data: bytes | None = None):
+    def __init__(self, message: str, data: bytes | None = None, kind: str = "other"):
         super().__init__(message)
         self.message = message
         self.data = data
         self.code = 3 if data else -32000
+        self.kind = kind  # "revert", "out_of_gas", "other"
+
+
+def error_string(data: bytes) -> str | None:
+    """The reason of an Error(string) revert, None for anything else."""
+    if len(data) >= 4 and data[:4] == bytes.fromhex("08c379a0"):
+        try:
+            from eth_abi import decode
+
+            return decode(["string"], data[4:])[0]
+        except Exception:
+            return None
+    return None
 
 
 def revert_message(data: bytes) -> str:
@@ -310,27 +327,39 @@ class DevChain:
         )
         return SpoofTransaction(unsigned, from_=sender)
 
+    def _context_state(self, tag):
+        """(state, spoofed tx builder input) for a call in the context of the
+        block at `tag`, like geth: the state after that block, and that block's
+        number and timestamp (not the wall clock). "pending" is the block being
+        built, whose timestamp was fixed when it was opened. The base fee is 0
+        so that gas price 0 passes (geth's NoBaseFee for calls)."""
+        header = self.header_for(tag)
+        if header is None:
+            raise ExecutionError("header not found")
+        vm = self.evm.get_vm(header)
+        context = header.copy(base_fee_per_gas=0) if getattr(header, "base_fee_per_gas", None) else header
+        state = vm.build_state(self.evm.chaindb.db, context, vm.chain_context, vm.previous_hashes)
+        return header, state
+
     def call(self, call: dict, tag="latest") -> bytes:
         with self.lock:
-            header = self.header_for(tag)
-            if header is None:
-                raise ExecutionError("header not found")
+            header, state = self._context_state(tag)
             tx = self._spoof(header, call)
-            with self.evm.get_vm(header).in_costless_state() as state:
+            snapshot = state.snapshot()
+            try:
                 computation = state.costless_execute_transaction(tx)
+            finally:
+                state.revert(snapshot)
         if computation.is_error:
             raise self._execution_error(computation.error)
         return computation.output
 
     def estimate_gas(self, call: dict, tag="latest") -> int:
         with self.lock:
-            header = self.header_for(tag)
-            if header is None:
-                raise ExecutionError("header not found")
+            header, state = self._context_state(tag)
             tx = self._spoof(header, call)
             try:
-                with self.evm.get_vm(header).in_costless_state() as state:
-                    return _estimate_gas(state, tx)
+                return _estimate_gas(state, tx)
             except VMError as exc:
                 raise self._execution_error(exc) from None
 
@@ -339,16 +368,18 @@ class DevChain:
         if isinstance(error, Revert):
             data = error.args[0] if error.args and isinstance(error.args[0], bytes) else b""
             if data:
-                return ExecutionError(revert_message(data), data)
-            return ExecutionError("execution reverted")
+                return ExecutionError(revert_message(data), data, "revert")
+            return ExecutionError("execution reverted", b"", "revert")
         name = type(error).__name__
         text = {"OutOfGas": "out of gas", "InsufficientFunds": "insufficient funds for transfer"}.get(name)
-        return ExecutionError(text or f"{name}: {error}")
+        return ExecutionError(text or f"{name}: {error}", None, "out_of_gas" if name == "OutOfGas" else "other")
 
     # ------------------------------------------------------------ submission
 
-    def decode(self, raw: bytes):
-        """Decode and statelessly validate a raw transaction like geth's txpool."""
+    def decode(self, raw: bytes, check_gas: bool = True):
+        """Decode and statelessly validate a raw transaction like geth's txpool.
+        check_gas False: the intrinsic-gas checks are left to the caller
+        (Ethermint runs them after the balance check)."""
         if len(raw) == 0:
             raise TxRejected("typed transaction too short")
         if raw[0] <= 0x7F and raw[0] not in SUPPORTED_TX_TYPES:
@@ -387,18 +418,31 @@ class DevChain:
             sender = tx.sender
         except Exception:
             raise TxRejected("invalid sender: invalid transaction v, r, s values") from None
+        if check_gas:
+            self._check_gas(tx)
+        return tx, sender
+
+    @staticmethod
+    def _check_gas(tx, ethermint: bool = False):
         intrinsic = tx.intrinsic_gas
         if tx.gas < intrinsic:
+            if ethermint:
+                # ethermint@fd8c2d2 x/evm/keeper/utils.go:107-111 (ErrOutOfGas), wrapped by
+                # app/ante/eth.go:191 and suffixed again by ABCIError on the RPC side
+                raise TxRejected(
+                    f"failed to verify the fees: gas limit too low: {tx.gas} (gas limit) < {intrinsic} (intrinsic gas): out of gas: out of gas"
+                )
             raise TxRejected(f"intrinsic gas too low: gas {tx.gas}, minimum needed {intrinsic}")
-        # EIP-7623 (Prague) calldata floor
+        # EIP-7623 (Prague) calldata floor (the devnet's EVM is Prague in both flavours)
         tokens = sum(4 if b else 1 for b in tx.data)
         floor = 21000 + 10 * tokens
         if tx.gas < floor:
             raise TxRejected(f"insufficient gas for floor data gas cost: gas {tx.gas}, minimum needed {floor}")
-        return tx, sender
 
     def submit(self, raw: bytes, internal: bool = False) -> bytes:
         """eth_sendRawTransaction. Returns the hash; raises TxRejected."""
+        if not internal and self.config["rpc_flavor"] == "ethermint":
+            return self._submit_ethermint(raw)
         tx, sender = self.decode(raw)
         tx_hash = tx.hash
         with self.lock:
@@ -433,6 +477,51 @@ class DevChain:
                 self.config.count("tx_delayed")
             entry = PoolEntry(tx, raw, tx_hash, sender, tx.nonce, time.monotonic() + delay, internal)
             entries[tx.nonce] = entry
+            self.pool_by_hash[tx_hash] = entry
+            self.senders[tx_hash] = sender
+            if delay <= 0:
+                self._promote(sender)
+            self._pool_wakeup.notify_all()
+        return tx_hash
+
+    def _submit_ethermint(self, raw: bytes) -> bytes:
+        """An Ethermint node's CheckTx (ethermint@fd8c2d2 app/ante/handler_options.go:69-83):
+        Tendermint's cache first, then balance, base fee, intrinsic gas and the
+        exact nonce. There is no queue for future nonces and no replacement: a
+        nonce must equal the pending nonce. RPC texts are the ante error plus
+        the registered error's text again (cosmos-sdk errors.ABCIError, called
+        from rpc/backend/call_tx.go:168-170)."""
+        tx, sender = self.decode(raw, check_gas=False)
+        tx_hash = tx.hash
+        with self.lock:
+            # Tendermint's mempool cache also holds committed transactions
+            # (cosmos-sdk client/broadcast.go CheckTendermintError -> ErrTxInMempoolCache, empty log)
+            if tx_hash in self.pool_by_hash or tx_hash in self.unmined or tx_hash in self.tx_location:
+                raise TxRejected(": tx already in mempool")
+            state = self._state(self.evm.header)
+            cost = tx.gas * _fee_cap(tx) + tx.value
+            balance = state.get_balance(sender)
+            if balance < cost:  # app/ante/eth.go:97-98 + x/evm/keeper/utils.go:145-149
+                raise TxRejected(
+                    f"failed to check sender balance: sender balance < tx cost ({balance} < {cost}): insufficient funds: insufficient funds"
+                )
+            base_fee = self.evm.header.base_fee_per_gas
+            if _fee_cap(tx) < base_fee:  # app/ante/eth.go:288-293
+                raise TxRejected(
+                    f"max fee per gas less than block base fee ({_fee_cap(tx)} < {base_fee}): insufficient fee: insufficient fee"
+                )
+            self._check_gas(tx, ethermint=True)
+            expected = self._pending_nonce(sender)
+            if tx.nonce != expected:  # app/ante/eth.go:362-366
+                raise TxRejected(f"invalid nonce; got {tx.nonce}, expected {expected}: invalid sequence: invalid sequence")
+            if self.config.roll("tx_drop_rate", "tx_dropped"):
+                log.info("fault: dropping tx %s", hx.data(tx_hash))
+                return tx_hash
+            delay = self.config["tx_mine_delay_ms"] / 1000
+            if delay > 0:
+                self.config.count("tx_delayed")
+            entry = PoolEntry(tx, raw, tx_hash, sender, tx.nonce, time.monotonic() + delay, False)
+            self.pool_by_sender.setdefault(sender, {})[tx.nonce] = entry
             self.pool_by_hash[tx_hash] = entry
             self.senders[tx_hash] = sender
             if delay <= 0:
@@ -527,8 +616,14 @@ class DevChain:
         while not self._stop.is_set():
             period = self.config["block_time_ms"] / 1000
             if period <= 0:
+                idle = self.config["idle_block_ms"] / 1000
                 if self.unmined:
                     self.mine()  # switched to automine with a half-built block
+                elif idle > 0 and time.monotonic() - self.blocks[self.head].mined_at >= idle:
+                    try:
+                        self.mine()  # an empty block: real chains keep producing them
+                    except Exception:
+                        log.exception("idle block failed")
                 time.sleep(0.05)
                 next_at = time.monotonic()
                 continue

@@ -2,7 +2,9 @@
 
 Each knob is a start-up flag (`--name-with-dashes`) and a key of the admin
 API (`GET/POST /admin/config`). Rates are probabilities in [0, 1]; durations
-carry their unit in the name.
+carry their unit in the name. Besides numbers there are choice knobs (a string
+from a fixed set) and id-list knobs (a JSON array of task ids; on the command
+line a comma-separated list).
 """
 
 from __future__ import annotations
@@ -12,21 +14,34 @@ import threading
 from dataclasses import dataclass
 
 
+def id_list(text) -> tuple:
+    """Command-line form of an id-list knob: "5,7,9" (empty = none)."""
+    if isinstance(text, (list, tuple)):
+        return tuple(text)
+    return tuple(int(part) for part in str(text).split(",") if part.strip())
+
+
 @dataclass(frozen=True)
 class Knob:
     name: str
-    kind: type  # int or float
-    default: float
+    kind: type  # int, float, str (with choices) or id_list
+    default: object
     help: str
     minimum: float = 0
     maximum: float | None = None
+    choices: tuple = ()
 
 
 KNOBS = [
     # chain
     Knob("block_time_ms", int, 0, "0 = mine every transaction at once (automine); N = mine a block every N ms"),
+    Knob("idle_block_ms", int, 1000, "automine: mine an empty block when no block was mined for this long, so block.timestamp (seen by eth_call/eth_estimateGas) keeps moving; 0 = never"),
     Knob("tx_mine_delay_ms", int, 0, "client transactions wait this long in the pending pool before they can be mined"),
     Knob("tx_drop_rate", float, 0, "fraction of accepted client transactions silently forgotten (hash returned, never mined)", maximum=1),
+    # JSON-RPC node flavour and limits
+    Knob("rpc_flavor", str, "geth", "geth = go-ethereum error wordings and txpool; ethermint = the era-D chain's Ethermint/Cosmos node (its error texts, no nonce gaps, no replacement, revert shapes)", choices=("geth", "ethermint")),
+    Knob("logs_max_block_range", int, 10000, "eth_getLogs: largest toBlock - fromBlock (Ethermint json-rpc.block-range-cap); 0 = unlimited"),
+    Knob("logs_max_results", int, 10000, "eth_getLogs: most logs one query may return (Ethermint json-rpc.logs-cap); 0 = unlimited"),
     # JSON-RPC faults (client traffic only)
     Knob("rpc_error_rate", float, 0, "fraction of JSON-RPC calls answered with error -32603 instead of being executed", maximum=1),
     Knob("rpc_http500_rate", float, 0, "fraction of JSON-RPC HTTP requests answered with HTTP 500 (nothing executed)", maximum=1),
@@ -37,9 +52,13 @@ KNOBS = [
     Knob("relay_stall_rate", float, 0, "fraction of relay /v1 requests that are executed, then answered only after relay_stall_ms", maximum=1),
     Knob("relay_stall_ms", int, 10000, "stall length for relay_stall_rate"),
     Knob("relay_sync_lag_ms", int, 500, "the relay sees a block only this long after it was mined"),
+    Knob("relay_blind_task_ids", id_list, (), "task ids the relay never sees (like the Go relay skipping a block after an RPC error): uploads answer 'Task not found on the Blockchain' forever"),
+    Knob("relay_blind_rate", float, 0, "fraction of new tasks the relay never sees", maximum=1),
+    Knob("sd_schema", str, "68b52d2", "SD task_args schema the relay enforces: 68b52d2 (era D, base_model a string), 8fcf6e7 (Aug 2024, adds version/scheduler, object base_model) or union (either)", choices=("68b52d2", "8fcf6e7", "union")),
     # simulated nodes
     Knob("nodes", int, 12, "registered simulated nodes (3 per running task)", maximum=1024),
     Knob("node_vram_gb", int, 24, "VRAM of every simulated node; tasks with a larger vramLimit stay queued"),
+    Knob("node_gpu_kinds", int, 2, "GPU models among the nodes (node i has model i % N); GPT tasks need 3 free nodes of one model", minimum=1, maximum=16),
     Knob("task_duration_ms", int, 1000, "time from the task arguments being uploaded to the result on chain"),
     Knob("results_upload_delay_ms", int, 300, "time from TaskSuccess to the results being downloadable (TaskResultUploaded)"),
     Knob("abort_rate", float, 0, "fraction of tasks that end in TaskAborted instead of success", maximum=1),
@@ -57,7 +76,7 @@ class Config:
 
     def __init__(self, initial: dict | None = None, seed: int | None = None):
         self._lock = threading.Lock()
-        self._values = {k.name: k.kind(k.default) for k in KNOBS}
+        self._values = {k.name: k.default for k in KNOBS}
         if initial:
             self._values.update(self.validate(initial))
         self._startup = dict(self._values)
@@ -72,6 +91,21 @@ class Config:
             knob = KNOBS_BY_NAME.get(name)
             if knob is None:
                 raise ValueError(f"unknown knob {name!r}")
+            if knob.kind is str:
+                if value not in knob.choices:
+                    raise ValueError(f"{name}: expected one of {', '.join(knob.choices)}")
+                clean[name] = value
+                continue
+            if knob.kind is id_list:
+                if isinstance(value, str):
+                    try:
+                        value = id_list(value)
+                    except ValueError:
+                        raise ValueError(f"{name}: expected task ids") from None
+                if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value):
+                    raise ValueError(f"{name}: expected a list of non-negative integer task ids")
+                clean[name] = tuple(dict.fromkeys(value))
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{name}: expected a number")
             if knob.kind is int:
@@ -90,7 +124,7 @@ class Config:
 
     def snapshot(self) -> dict:
         with self._lock:
-            return dict(self._values)
+            return {k: list(v) if isinstance(v, tuple) else v for k, v in self._values.items()}
 
     def on_change(self, callback):
         """callback(changed: dict) runs after every update that changes values."""

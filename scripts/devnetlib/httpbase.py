@@ -64,6 +64,42 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length) if length else b""
 
+    def read_body_prefix(self, limit: int, drain: int = MAX_BODY * 2) -> tuple[bytes, bool]:
+        """(the first `limit` bytes of the body, whether there was more).
+        The rest is read and dropped (up to `drain` bytes; past that the
+        connection is closed unread), so the client can send it all and read
+        the answer."""
+        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        if not chunked:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(min(length, limit)) if length else b""
+            rest = max(0, length - limit)
+            if rest > drain:
+                self.close_connection = True
+                return body, True
+            while rest > 0:
+                got = self.rfile.read(min(rest, 1 << 20))
+                if not got:
+                    break
+                rest -= len(got)
+            return body, length > limit
+        chunks, total = [], 0
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                body = b"".join(chunks)
+                return body[:limit], len(body) > limit
+            total += size
+            data = self.rfile.read(size)
+            if total <= limit + drain:
+                chunks.append(data)
+            else:
+                self.close_connection = True
+                return b"".join(chunks)[:limit], True
+            self.rfile.readline()
+
     def send(self, status: int, body: bytes = b"", content_type: str = "application/json", headers: dict | None = None):
         try:
             self.send_response(status)

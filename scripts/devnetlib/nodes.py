@@ -5,13 +5,18 @@ sync lag) and act on chain through the operator account (owner-only `dev*`
 functions of the Task contract):
 
     args uploaded + task started
-      --task_duration_ms-->  devReportSuccess (TaskSuccess)
+      --task_duration_ms-->  devReportSuccess (TaskSuccess; 2 nodes paid 18/50, 12/50)
       relay syncs TaskSuccess --results_upload_delay_ms--> files on the relay
-      (ResultsUploaded) + devReportResultsUploaded (TaskResultUploaded, delete)
-    or
-      --task_duration_ms-->  devReportAbort (TaskAborted, aborted=true)
+      (ResultsUploaded) + devReportResultsUploaded (result node paid the rest,
+      TaskResultUploaded, delete)
+    or "Task error reported"
+      --task_duration_ms-->  devReportError (two nodes report the error and are
+      paid 20/50 and 18/50; TaskAborted, aborted=true)
       relay syncs TaskAborted --results_upload_delay_ms--> devFinishAborted
-      (nodes freed, task deleted)
+      (the third node reports too and is paid the rest; task deleted)
+    or "Task result illegal"
+      --task_duration_ms-->  devReportIllegal (three different results: fee
+      back to the creator, nodes freed, TaskAborted, task deleted)
     stuck: nothing; the watchdog cancels (devNodeCancel) watchdog_delay_ms
     after the deadline, like real nodes calling cancelTask.
 
@@ -76,13 +81,19 @@ class Nodes:
 
     # ------------------------------------------------------------ registry
 
+    def _register(self, first: int, addresses: list[bytes]):
+        kinds = self.config["node_gpu_kinds"]
+        for i in range(0, len(addresses), BATCH):
+            batch = addresses[i : i + BATCH]
+            gpus = [(first + i + j) % kinds for j in range(len(batch))]
+            self.deployment.transact(self.task, "devRegisterNodes", batch, gpus)
+
     def set_node_count(self, n: int):
         with self._admin_lock:
             current = len(self.registered)
             if n > current:
                 new = [node_address(i) for i in range(current, n)]
-                for i in range(0, len(new), BATCH):
-                    self.deployment.transact(self.task, "devRegisterNodes", new[i : i + BATCH])
+                self._register(current, new)
                 self.registered.extend(new)
             elif n < current:
                 gone = self.registered[n:]
@@ -94,6 +105,9 @@ class Nodes:
         # runs in the admin request thread; the change is mined before it returns
         if "nodes" in changed:
             self.set_node_count(changed["nodes"])
+        if "node_gpu_kinds" in changed:
+            with self._admin_lock:  # node i moves to model i % kinds
+                self._register(0, list(self.registered))
         if "node_vram_gb" in changed:
             self.deployment.transact(self.task, "devSetNodeVram", changed["node_vram_gb"])
         if "task_timeout_s" in changed:
@@ -164,8 +178,9 @@ class Nodes:
         self._at(duration, self._finish, task_id, task.task_type, args, reason)
 
     def task_aborted_synced(self, task_id: int):
-        """The relay saw TaskAborted: release the nodes of an aborted task later."""
-        if self.outcomes.get(task_id, "").startswith("abort:"):
+        """The relay saw TaskAborted("Task error reported"): the third node
+        reports its error later."""
+        if self.outcomes.get(task_id, "") == "abort:" + ABORT_REASONS[0]:
             self._at(self.config["results_upload_delay_ms"] / 1000, self._cleanup_abort, task_id)
 
     def task_success_synced(self, task_id: int):
@@ -179,9 +194,10 @@ class Nodes:
         if not info["id"] or info["aborted"] or int(info["resultNode"], 16):
             return  # cancelled meanwhile
         if reason:
-            self.deployment.transact(self.task, "devReportAbort", task_id, reason, wait=False, gas=NODE_TX_GAS)
+            fn = "devReportError" if reason == ABORT_REASONS[0] else "devReportIllegal"
+            self.deployment.transact(self.task, fn, task_id, task_id % 3, wait=False, gas=NODE_TX_GAS)
             self.counts["aborted"] += 1
-            return  # devFinishAborted follows once the relay has seen TaskAborted
+            return  # for an error report, devFinishAborted follows once the relay has seen TaskAborted
         files, result = task_results(task_id, task_type, args)
         self.pending_files[task_id] = files
         self.deployment.transact(self.task, "devReportSuccess", task_id, result, task_id % 3, wait=False, gas=NODE_TX_GAS)

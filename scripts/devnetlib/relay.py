@@ -37,6 +37,10 @@ CREATED_ON_CHAIN, PARAMS_UPLOADED, ABORTED, PENDING_RESULTS, RESULTS_UPLOADED = 
 TASK_TYPE_SD, TASK_TYPE_LLM = 0, 1
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
+# tonic.DefaultBindingHookMaxBodyBytes(32 << 20) (crynux-relay@969e500 api/app.go:42):
+# gin's JSON binding reads through http.MaxBytesReader
+MAX_BODY = 32 << 20
+BODY_TOO_LARGE = "http: request body too large"
 # the relay reports schema errors against the URL it loaded the schema from
 SCHEMA_URLS = {
     TASK_TYPE_SD: "https://raw.githubusercontent.com/crynux-ai/stable-diffusion-task/main/schema/stable-diffusion-inference-task.json",
@@ -118,12 +122,16 @@ def _json_kind(value) -> str:
     return "object"
 
 
-def bind_json(body: bytes, struct: str, fields: list[tuple[str, str]]) -> dict:
+def bind_json(body: bytes, struct: str, fields: list[tuple[str, str]], truncated: bool = False) -> dict:
     """Decode like gin/encoding-json into a struct of string/uint64/int64 fields.
 
     Go matches keys case-insensitively (exact match preferred), ignores
     unknown keys and null, reports the first type error after decoding
     everything, and ignores data after the first JSON value.
+
+    truncated: `body` is only the first MAX_BODY bytes of a longer body. Go's
+    json.Decoder then succeeds only if the value ends within them; otherwise
+    its read fails with the MaxBytesReader error.
     """
     values = {name: ("" if kind == "string" else 0) for name, kind in fields}
     if not body:
@@ -137,6 +145,8 @@ def bind_json(body: bytes, struct: str, fields: list[tuple[str, str]]) -> dict:
     try:
         doc, _ = decoder.raw_decode(stripped)
     except ValueError as exc:
+        if truncated:
+            raise BindError("", BODY_TOO_LARGE) from None
         raise BindError("", f"invalid character in JSON body: {exc}") from None
     if doc is None:
         return values
@@ -196,10 +206,13 @@ class Relay:
         self.requests = 0
         self._row_ids = 0
         self._node_row_ids = 0
-        self.schemas = {
-            TASK_TYPE_SD: jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / "sd-inference-task.json").read_text())),
-            TASK_TYPE_LLM: jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / "gpt-inference-task.json").read_text())),
+        # SD: one validator per --sd-schema choice, picked per request
+        self.sd_schemas = {
+            name: jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / f"sd-{name}.json").read_text()))
+            for name in ("68b52d2", "8fcf6e7", "union")
         }
+        self.gpt_schema = jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / "gpt-inference-task.json").read_text()))
+        self.blinded: set[int] = set()  # tasks relay_blind_rate hid
         task = deployment.task
         self.task_address = task.address
         self.topics = {name: task.topic(name) for name in ("TaskPending", "TaskStarted", "TaskSuccess", "TaskAborted")}
@@ -258,9 +271,16 @@ class Relay:
                 if rec.topics[0] == self.topics["TaskAborted"]:
                     self._on_aborted(int.from_bytes(rec.topics[1], "big"))
 
+    def blind(self, task_id: int) -> bool:
+        """The relay never sees this task (relay_blind_task_ids / relay_blind_rate)."""
+        return task_id in self.blinded or task_id in self.config["relay_blind_task_ids"]
+
     def _on_pending(self, rec, started: bool):
         data = bytes.fromhex(rec.json["data"][2:])
         task_id = int.from_bytes(data[0:32], "big")
+        if self.blind(task_id) or (task_id not in self.tasks and self.config.roll("relay_blind_rate", "relay_blind")):
+            self.blinded.add(task_id)
+            return
         # The Go relay reads vramLimit with getTask, which is 0 for a queued
         # task. Same values, without an EVM call: from the createTask input.
         vram = 0
@@ -286,6 +306,11 @@ class Relay:
             )
 
     def _on_started(self, task_id: int, nodes: list[str], block_timestamp: int):
+        if self.blind(task_id):
+            # the nodes follow the chain themselves: their deadline watchdog still runs
+            if self.listener:
+                self.listener.task_started(task_id, block_timestamp)
+            return
         with self.lock:
             task = self.tasks.get(task_id)
             if task is None:
@@ -303,7 +328,7 @@ class Relay:
 
     def _on_success(self, task_id: int, result_node: str, data_hex: str):
         with self.lock:
-            task = self.tasks.get(task_id)
+            task = self._task(task_id)
             if task is None or task.status != PARAMS_UPLOADED:
                 return
             data = bytes.fromhex(data_hex[2:])
@@ -319,7 +344,7 @@ class Relay:
 
     def _on_aborted(self, task_id: int):
         with self.lock:
-            task = self.tasks.get(task_id)
+            task = self._task(task_id)
             if task is None or task.status == RESULTS_UPLOADED:
                 return
             task.status = ABORTED
@@ -329,14 +354,18 @@ class Relay:
 
     # ------------------------------------------------------------ node side
 
+    def _task(self, task_id: int) -> RelayTask | None:
+        """The relay's row for a task (lock held); None for a blind task."""
+        return None if self.blind(task_id) else self.tasks.get(task_id)
+
     def task_snapshot(self, task_id: int) -> RelayTask | None:
         with self.lock:
-            return self.tasks.get(task_id)
+            return self._task(task_id)
 
     def store_results(self, task_id: int, files: list[bytes]) -> bool:
         """The result node's upload (upload_result.go): only in PendingResults."""
         with self.lock:
-            task = self.tasks.get(task_id)
+            task = self._task(task_id)
             if task is None or task.status != PENDING_RESULTS:
                 return False
             self.results[task_id] = list(files)
@@ -381,19 +410,20 @@ class Relay:
                 return s
         return signers[0]
 
-    def create_task(self, body: bytes):
+    def create_task(self, body: bytes, truncated: bool = False):
         """POST /v1/inference_tasks (create_task.go)."""
         v = bind_json(
             body,
             "TaskInputWithSignature",
             [("task_args", "string"), ("task_id", "uint64"), ("timestamp", "int64"), ("signature", "string")],
+            truncated,
         )
         required(v, [("task_args", "task_args"), ("task_id", "task_id"), ("timestamp", "timestamp"), ("signature", "signature")])
         signers = self._signers([("task_args", v["task_args"]), ("task_id", v["task_id"])], v["timestamp"], v["signature"])
         if signers is None:
             raise BindError("signature", "Invalid signature")
         with self.lock:
-            task = self.tasks.get(v["task_id"])
+            task = self._task(v["task_id"])
             if task is None:
                 raise BindError("task_id", "Task not found on the Blockchain")
             task_type, creator = task.task_type, task.creator
@@ -401,7 +431,7 @@ class Relay:
             doc = json.loads(v["task_args"], parse_constant=_reject_constant)
         except ValueError as exc:  # the Go relay answers a json.Unmarshal error with 500
             return 500, json.dumps({"message": f"invalid character in task_args: {exc}"}).encode()
-        validator = self.schemas[TASK_TYPE_SD if task_type == TASK_TYPE_SD else TASK_TYPE_LLM]
+        validator = self.sd_schemas[self.config["sd_schema"]] if task_type == TASK_TYPE_SD else self.gpt_schema
         error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
         if error is not None:
             location = "/" + "/".join(str(p) for p in error.absolute_path)
@@ -454,7 +484,7 @@ class Relay:
         if signers is None:
             raise BindError("signature", "Invalid signature")
         with self.lock:
-            task = self.tasks.get(task_id)
+            task = self._task(task_id)
             if task is None:
                 raise BindError("task_id", "Task not found")
             if task.status < PARAMS_UPLOADED or len(task.selected_nodes) < 3:
@@ -478,7 +508,7 @@ class Relay:
         if signers is None:
             raise BindError("signature", "Invalid signature")
         with self.lock:
-            task = self.tasks.get(task_id)
+            task = self._task(task_id)
             if task is None:
                 raise BindError("task_id", "Task not found")
             if self._pick(signers, task.creator) != task.creator:
@@ -509,15 +539,12 @@ class RelayHandler(Handler):
         url = urlsplit(self.path)
         path = unquote(url.path)
         query = parse_qs(url.query, keep_blank_values=True)
-        body = self.read_body()  # always drain it: keep-alive needs a clean stream
+        # always drain it: keep-alive needs a clean stream
+        body, truncated = self.read_body_prefix(MAX_BODY)
         if method == "GET" and path == "/v1/now":
             action = lambda: (200, json.dumps({"message": "success", "data": {"now": int(time.time())}}, separators=(",", ":")).encode())
         elif method == "POST" and path == "/v1/inference_tasks":
-            if body is None:
-                self.close_connection = True
-                self.send(413, b"", "text/plain")
-                return
-            action = lambda: relay.create_task(body)
+            action = lambda: relay.create_task(body, truncated)
         elif method == "GET" and (m := _ROUTE_RESULT.fullmatch(path)):
             action = lambda: relay.get_result(m.group(1), m.group(2), query)
         elif method == "GET" and (m := _ROUTE_TASK.fullmatch(path)):
@@ -544,7 +571,12 @@ class RelayHandler(Handler):
             time.sleep(relay.config["relay_stall_ms"] / 1000)
         status, payload, *rest = result
         content_type = rest[0] if rest else ("application/json; charset=utf-8" if payload else None)
-        self.send(status, payload, content_type, rest[1] if len(rest) > 1 else None)
+        headers = rest[1] if len(rest) > 1 else None
+        if truncated:
+            # net/http's MaxBytesReader marks the connection to close after the reply
+            self.close_connection = True
+            headers = dict(headers or {}, Connection="close")
+        self.send(status, payload, content_type, headers)
 
     def do_GET(self):
         self._route("GET")

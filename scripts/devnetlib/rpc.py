@@ -13,7 +13,7 @@ import logging
 import time
 
 from . import hexutil as hx
-from .chain import DEFAULT_TIP, ExecutionError, TxRejected
+from .chain import BLOCK_GAS_LIMIT, DEFAULT_TIP, ExecutionError, TxRejected, error_string
 from .hexutil import ParamError
 from .httpbase import Handler
 
@@ -276,14 +276,44 @@ class RPC:
             raise RPCError(-32000, f"request beyond head block: requested {newest_n}, head {self.chain.head}")
         return self.chain.fee_history(min(n, 1024), newest_n, percentiles)
 
-    def _execute(self, fn, params):
+    def _execute(self, fn, params, estimate: bool = False):
         call_value, tag = _args(params, ["args", "block"], 1)
         call = self._call_args(call_value, 0)
         tag = self._state_tag(tag, 1) if tag is not None else "latest"
         try:
             return fn(call, tag)
         except ExecutionError as exc:
+            if self.config["rpc_flavor"] == "ethermint":
+                raise self._ethermint_error(exc, estimate, call) from None
+            if exc.kind == "revert" and not exc.data:
+                raise RPCError(-32000, exc.message) from None
             raise RPCError(exc.code, exc.message, hx.data(exc.data) if exc.data else None) from None
+
+    @staticmethod
+    def _ethermint_error(exc: ExecutionError, estimate: bool, call: dict) -> RPCError:
+        """How an Ethermint node (ethermint@fd8c2d2) reports a failed call.
+
+        eth_call: rpc/backend/call_tx.go:388-393 builds a RevertError in the RPC
+        process: code 3, "execution reverted[: reason]" (reason only for
+        Error(string): go-ethereum 1.10's abi.UnpackRevert), data = the revert
+        bytes ("0x" when empty); other VM errors are a gRPC Internal status.
+        eth_estimateGas: the keeper's error (x/evm/keeper/grpc_query.go:379-387)
+        comes back through the gRPC query client, so it is a plain status text
+        (gRPC code Unknown): code -32000, no data.
+        """
+        if exc.message == "header not found":
+            return RPCError(-32000, exc.message)
+        if exc.kind == "revert":
+            reason = error_string(exc.data or b"")
+            text = "execution reverted" + (f": {reason}" if reason is not None else "")
+            if estimate:
+                return RPCError(-32000, f"rpc error: code = Unknown desc = {text}")
+            return RPCError(3, text, hx.data(exc.data or b""))
+        if estimate:
+            if exc.kind == "out_of_gas":
+                return RPCError(-32000, f"rpc error: code = Unknown desc = gas required exceeds allowance ({call.get('gas') or BLOCK_GAS_LIMIT})")
+            return RPCError(-32000, f"rpc error: code = Unknown desc = {exc.message}")
+        return RPCError(-32000, f"rpc error: code = Internal desc = {exc.message}")
 
     @staticmethod
     def _no_overrides(params, most):
@@ -297,7 +327,7 @@ class RPC:
         return hx.data(self._execute(self.chain.call, self._no_overrides(params, 4)))
 
     def eth_estimateGas(self, params):
-        return hx.quantity(self._execute(self.chain.estimate_gas, self._no_overrides(params, 3)))
+        return hx.quantity(self._execute(self.chain.estimate_gas, self._no_overrides(params, 3), estimate=True))
 
     def eth_sendRawTransaction(self, params):
         (raw,) = _args(params, ["data"], 1)
@@ -370,9 +400,22 @@ class RPC:
         else:
             begin = self._resolve(self._block_tag(crit.get("fromBlock") or "latest", 0))
             end = self._resolve(self._block_tag(crit.get("toBlock") or "latest", 0))
-            if begin > end:
+            ethermint = self.config["rpc_flavor"] == "ethermint"
+            if ethermint:
+                # ethermint@fd8c2d2 rpc/namespaces/ethereum/eth/filters/filters.go:147-156: block 0 means 1
+                begin, end = max(begin, 1), max(end, 1)
+            elif begin > end:
                 raise RPCError(-32602, "invalid block range params")
-        return self.chain.get_logs(begin, end, set(addresses), topics)
+            limit = self.config["logs_max_block_range"]
+            if limit and end - begin > limit:  # filters.go:158-160
+                raise RPCError(-32000, f"maximum [from, to] blocks distance: {limit}")
+            if begin > end:
+                return []
+        logs = self.chain.get_logs(begin, end, set(addresses), topics)
+        cap = self.config["logs_max_results"]
+        if cap and len(logs) > cap:  # filters.go:189-192
+            raise RPCError(-32000, f"query returned more than {cap} results")
+        return logs
 
 
 class RPCHandler(Handler):

@@ -39,7 +39,15 @@ TOPIC = {
         "TaskNodeCancelled": "TaskNodeCancelled(uint256,address)",
     }.items()
 }
+# era-D task arguments (stable-diffusion-task @68b52d2: base_model is a string, cfg > 0)
 SD_ARGS = {
+    "base_model": "crynux-ai/sdxl-turbo",
+    "prompt": "a red fox in the snow",
+    "negative_prompt": "",
+    "task_config": {"num_images": 2, "seed": 42, "steps": 1, "cfg": 1},
+}
+# the same in the @8fcf6e7 (Aug 2024) form, refused by the era-D relay
+SD_ARGS_V2 = {
     "version": "2.0.0",
     "base_model": {"name": "crynux-ai/sdxl-turbo"},
     "prompt": "a red fox in the snow",

@@ -187,6 +187,7 @@ def test_batch_and_envelope(client):
 
 def test_fee_queries_and_estimate(client, funded):
     acct = funded()
+    client.knobs(idle_block_ms=0)  # no block may come between the estimate and the send
     gas_price = int(client.rpc("eth_gasPrice"), 16)
     tip = int(client.rpc("eth_maxPriorityFeePerGas"), 16)
     assert tip == 10**9 and gas_price >= tip
@@ -194,7 +195,9 @@ def test_fee_queries_and_estimate(client, funded):
     assert len(hist["baseFeePerGas"]) == len(hist["gasUsedRatio"]) + 1 == 5
     assert len(hist["reward"]) == 4 and all(len(r) == 2 for r in hist["reward"])
     data = client.create_task_data(0, keccak(b"estimate"), 8, 1)
-    est = int(client.rpc("eth_estimateGas", {"from": acct.address, "to": client.task, "data": "0x" + data.hex(), "value": "0x1"}), 16)
+    # "pending": the context the tx will run in (block.number - 1 = head, so the
+    # same node-selection seed; see test_strict.py for "latest")
+    est = int(client.rpc("eth_estimateGas", {"from": acct.address, "to": client.task, "data": "0x" + data.hex(), "value": "0x1"}, "pending"), 16)
     receipt = client.transact(acct, client.task, data, 1, gas=est)
     # gasUsed is after storage refunds, so the needed gas (the estimate) is higher
     assert receipt["status"] == "0x1" and int(receipt["gasUsed"], 16) <= est <= int(receipt["gasUsed"], 16) * 1.1

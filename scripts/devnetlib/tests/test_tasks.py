@@ -163,20 +163,91 @@ def test_vram_limit_above_nodes_stays_queued(client, funded):
     wait_for(lambda: client.get_task(task_id)["id"] == task_id)
 
 
-@pytest.mark.parametrize("marker,reason", [("devnet:abort", "Task error reported"), ("devnet:illegal", "Task result illegal")])
-def test_abort_markers(client, funded, marker, reason):
+def receipt_logs(client, log):
+    return client.rpc("eth_getTransactionReceipt", log["transactionHash"])["logs"]
+
+
+def node_fees(logs):
+    """[(node, fee)] of the TaskNodeSuccess logs, in order."""
+    out = []
+    for lg in logs:
+        if lg["topics"][0] == "0x" + TOPIC["TaskNodeSuccess"].hex():
+            node, fee = decode(["address", "uint256"], bytes.fromhex(lg["data"][2:]))
+            out.append((node.lower(), fee))
+    return out
+
+
+def balance(client, address):
+    return int(client.rpc("eth_getBalance", address, "latest"), 16)
+
+
+def test_error_reported_pays_the_nodes(client, funded):
+    """Task.sol@4c2d581:505-508 + 559-572 + 619-635: the nodes that report the
+    error are paid by their QoS task score (20/50, 18/50, then the rest); only
+    slashed nodes' shares would go back to the creator, so nothing does."""
     acct = funded()
-    args = sd_args(prompt=f"please {marker}")
-    _, task_id = client.create_task(acct, args, fee=10**17)
-    before = int(client.rpc("eth_getBalance", acct.address, "latest"), 16)
+    fee = 10**17 + 7  # odd, so the rounding remainder shows
+    args = sd_args(prompt="please devnet:abort")
+    _, task_id = client.create_task(acct, args, fee=fee)
+    before = balance(client, acct.address)
     assert client.upload_when_synced(acct, task_id, args)[0] == 200
     outcome = client.wait_outcome(task_id)
     assert outcome["topics"][0] == "0x" + TOPIC["TaskAborted"].hex()
-    assert decode(["string"], bytes.fromhex(outcome["data"][2:])) == (reason,)
+    assert decode(["string"], bytes.fromhex(outcome["data"][2:])) == ("Task error reported",)
+    logs = receipt_logs(client, outcome)
+    names = [lg["topics"][0] for lg in logs]
+    assert names == ["0x" + TOPIC[n].hex() for n in ("TaskNodeSuccess", "TaskNodeSuccess", "TaskAborted")]
+    (second, fee2), (first, fee1) = node_fees(logs)
+    assert fee2 == fee * 18 // 50 and fee1 == fee * 20 // 50
     info = client.get_task(task_id)
-    assert info["id"] == 0 or info["aborted"]  # aborted=true until the nodes are released
-    assert int(client.rpc("eth_getBalance", acct.address, "latest"), 16) == before + 10**17  # refunded
-    wait_for(lambda: client.get_task(task_id)["id"] == 0)
+    if info["id"]:  # until the third node has reported too
+        assert info["aborted"] and info["isSuccess"] and info["balance"] == fee - fee1 - fee2
+        assert info["commitments"][[n.lower() for n in info["selectedNodes"]].index(first)] == (1).to_bytes(32, "big")
+    third = wait_for(lambda: logs_of_node_success(client, task_id, exclude={first, second}))
+    assert third[1] == fee - fee1 - fee2  # 12/50 plus the rounding
+    assert wait_for(lambda: client.get_task(task_id)["id"] == 0)
+    assert balance(client, acct.address) == before  # no refund at all
+    assert balance(client, first) >= fee1 and balance(client, second) >= fee2
+
+
+def logs_of_node_success(client, task_id, exclude):
+    logs = client.rpc("eth_getLogs", {"fromBlock": "0x1", "address": client.task,
+                                      "topics": ["0x" + TOPIC["TaskNodeSuccess"].hex(), "0x" + task_id.to_bytes(32, "big").hex()]})
+    paid = [p for p in node_fees(logs) if p[0] not in exclude]
+    return paid[0] if paid else None
+
+
+def test_result_illegal_refunds_everything_and_deletes(client, funded):
+    """Task.sol@4c2d581:531-534 + 577-596: three different results abort the
+    task: fee back to the creator, TaskNodeCancelled x3, TaskAborted, deleted
+    in the same transaction."""
+    acct = funded()
+    args = sd_args(prompt="please devnet:illegal")
+    _, task_id = client.create_task(acct, args, fee=10**17)
+    before = balance(client, acct.address)
+    assert client.upload_when_synced(acct, task_id, args)[0] == 200
+    outcome = client.wait_outcome(task_id)
+    assert decode(["string"], bytes.fromhex(outcome["data"][2:])) == ("Task result illegal",)
+    names = [lg["topics"][0] for lg in receipt_logs(client, outcome)]
+    assert names == ["0x" + TOPIC[n].hex() for n in ("TaskResultCommitmentsReady",) + ("TaskNodeCancelled",) * 3 + ("TaskAborted",)]
+    assert client.get_task(task_id)["id"] == 0
+    assert balance(client, acct.address) == before + 10**17
+
+
+def test_success_pays_by_task_score(client, funded):
+    """Task.sol@4c2d581:505-515 + 384-397: second discloser 18/50 and third
+    12/50 of the fee, the result node the rest (20/50) when it reports the upload."""
+    acct = funded()
+    fee = 10**17
+    args = sd_args(prompt="pay me")
+    _, task_id = client.create_task(acct, args, fee=fee)
+    assert client.upload_when_synced(acct, task_id, args)[0] == 200
+    success = client.wait_outcome(task_id)
+    result_node = "0x" + success["topics"][2][-40:]
+    paid = node_fees(receipt_logs(client, success))
+    assert [f for _, f in paid] == [fee * 18 // 50, fee * 12 // 50] and result_node not in [n for n, _ in paid]
+    uploaded = wait_for(lambda: logs_of(client, "TaskResultUploaded", task_id))
+    assert node_fees(receipt_logs(client, uploaded[0])) == [(result_node, fee - fee * 18 // 50 - fee * 12 // 50)]
 
 
 def test_stuck_task_cancelled_by_creator_after_deadline(client, funded):
