@@ -15,7 +15,7 @@ FAST = (
     "--results-upload-delay-ms", "100",
     "--relay-sync-lag-ms", "200",
     "--seed", "7",
-    "--nodes", "150",  # tests leave many tasks running (no upload): keep nodes free
+    "--nodes", "60",  # tests leave tasks running (no upload): keep nodes free (selection gas grows with them)
 )
 
 

@@ -189,7 +189,7 @@ def test_selection_gas_grows_with_free_nodes(client, funded):
     many, gas_many = free(), int(client.rpc("eth_estimateGas", call), 16)
     client.knobs(nodes=12)
     few, gas_few = free(), int(client.rpc("eth_estimateGas", call), 16)
-    assert many - few >= 60
+    assert many - few >= 20
     # two cold reads (address, score) per free node of the model: >= 4000 gas each
     assert gas_many - gas_few >= 4000 * (many - few) // 2 // 2
 
