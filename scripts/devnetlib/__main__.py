@@ -59,7 +59,7 @@ def parse_args(argv):
     for k in KNOBS:
         default = ",".join(map(str, k.default)) if isinstance(k.default, tuple) else k.default
         knobs.add_argument("--" + k.name.replace("_", "-"), dest=k.name, type=k.kind, choices=k.choices or None,
-                           help=f"{k.help} (default {default or 'none'})")
+                           help=f"{k.help} (default {default or 'none'})".replace("%", "%%"))
     args = p.parse_args(argv)
     if not 1 <= args.accounts <= 1000:
         p.error("--accounts must be 1..1000")

@@ -41,3 +41,11 @@ def test_up_status_refuse_down():
         assert down.returncode == 0 and "stopped" in down.stderr
         assert not os.path.exists(os.path.join(state, "devnet.json"))
         assert run("status", env=env).returncode == 3
+
+
+def test_help_lists_every_knob():
+    out = subprocess.run([DEVNET, "up", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for flag in ("--idle-block-ms", "--sd-schema {68b52d2,8fcf6e7,union}", "--relay-blind-task-ids", "--node-gpu-kinds",
+                 "--rpc-flavor {geth,ethermint}", "--logs-max-block-range"):
+        assert flag in out.stdout
