@@ -124,7 +124,12 @@ public final class EthereumClient: @unchecked Sendable {
     /// default); a range wider than the known limit is asked in chunks, and a node that names its
     /// limit in a refusal is asked again in chunks of that size.
     public func getLogs(_ filter: LogFilter) throws -> [Log] {
-        guard case .number(let from) = filter.fromBlock else { return try getLogsOnce(filter) }
+        let from: UInt64
+        switch filter.fromBlock {
+        case .number(let n): from = n
+        case .earliest: from = 0
+        case .latest, .pending: return try getLogsOnce(filter)
+        }
         if let range = lock.withLock({ logsBlockRange }) {
             return try getLogsInChunks(filter, from: from, range: range)
         }
