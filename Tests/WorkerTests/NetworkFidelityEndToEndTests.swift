@@ -102,9 +102,10 @@ final class NetworkFidelityEndToEndTests {
 
     @Test func aCancelSimulatedBeforeTheDeadlineBlockWaitsForIt() throws {
         let harness = try PipelineHarness(devnet: devnet)
-        // No empty blocks: the chain's clock stands still until a transaction (or /admin/mine) makes a block.
-        try devnet.configure(["idle_block_ms": 0, "task_timeout_s": 2, "watchdog_delay_ms": -1])
-        defer { _ = try? devnet.configure(["idle_block_ms": 1000, "task_timeout_s": 900, "watchdog_delay_ms": 5000]) }
+        // No empty blocks: the chain's clock stands still until a transaction (or /admin/mine) makes
+        // a block. An Ethermint node: its estimate reports the revert without code 3 or data.
+        try devnet.configure(["idle_block_ms": 0, "task_timeout_s": 2, "watchdog_delay_ms": -1, "rpc_flavor": "ethermint"])
+        defer { _ = try? devnet.configure(["idle_block_ms": 1000, "task_timeout_s": 900, "watchdog_delay_ms": 5000, "rpc_flavor": "geth"]) }
         let id = try JobStore.submit(try harness.db(), JobSubmission(kind: "gpt", taskArgs: PipelineHarness.gptArgs("devnet:stuck"),
                                                                      feeWei: "1000000000000000000"))
         let worker = try harness.startWorker(name: "waits", extra: ["--cancel-grace", "0", "--poll-interval-max", "1", "--exit-when-idle"])
@@ -128,6 +129,36 @@ final class NetworkFidelityEndToEndTests {
         #expect(worker.wait(timeout: 60) == 0, "\(worker.output)")
         let job = try #require(try JobStore.job(try harness.db(), id: id))
         #expect(job.status == .failed && job.abortReason == "Task Cancelled", "\(job.lastError ?? "")")
+    }
+
+    @Test func aCancelThatFreesNodesStartsAQueuedTaskInsideIt() throws {
+        let harness = try PipelineHarness(devnet: devnet)
+        // Three nodes of one GPU model: one task runs, the next queues.
+        try devnet.configure(["nodes": 3, "node_gpu_kinds": 1, "task_timeout_s": 3, "watchdog_delay_ms": -1])
+        defer { _ = try? devnet.configure(["nodes": 12, "node_gpu_kinds": 2, "task_timeout_s": 900, "watchdog_delay_ms": 5000]) }
+        let db = try harness.db()
+        let stuck = try JobStore.submit(db, JobSubmission(kind: "gpt", taskArgs: PipelineHarness.gptArgs("devnet:stuck"),
+                                                          feeWei: "1000000000000000000"))
+        let worker = try harness.startWorker(name: "frees", extra: ["--cancel-grace", "0", "--poll-interval-max", "1"])
+        defer { worker.signal(SIGTERM); _ = worker.wait(timeout: 30) }
+        #expect(try harness.waitUntil(timeout: 60) { try JobStore.job(db, id: stuck)?.taskId != nil }, "\(worker.output)")
+        let queued = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: PipelineHarness.sdArgs(images: 1, prompt: "waits for nodes")))
+        #expect(try harness.waitUntil(timeout: 60) { try JobStore.job(db, id: queued)?.taskQueuedAt != nil }, "\(worker.output)")
+        // The stuck task passes its deadline; its cancel frees the nodes, and the contract starts
+        // the queued task inside that same transaction: the cancel's gas covered it.
+        #expect(try harness.waitUntil(timeout: 120) {
+            try JobStore.job(db, id: queued)?.status == .succeeded && JobStore.job(db, id: stuck)?.status != .pending
+        }, "\(worker.output)")
+        let job = try #require(try JobStore.job(db, id: stuck))
+        #expect(job.status == .failed && job.abortReason == "Task Cancelled", "\(job.lastError ?? "")")
+        let cancelHash = try #require(try db.query("SELECT tx_hash FROM crynux.job_transactions WHERE job_id = $1 AND purpose = 'cancel_task'",
+                                                   [stuck]).first?.get("tx_hash", as: String.self))
+        let hash = try #require([UInt8](hex: cancelHash))
+        let receipt = try #require(try harness.rpc.getTransactionReceipt(hash))
+        let started = ABI.eventTopic("TaskStarted(uint256,uint256,address,address,bytes32,bytes32,uint256)")
+        let queuedTask = try #require(try JobStore.job(db, id: queued)?.taskId)
+        let startedHere = receipt.logs.filter { $0.topics.first == started && $0.data.count >= 32 && Array($0.data[0..<32]) == ABI.uintWord(queuedTask) }
+        #expect(receipt.status && startedHere.count == 3, "cancel receipt: status \(receipt.status), \(receipt.logs.count) logs, gas \(receipt.gasUsed)")
     }
 
     @Test func aPriceBelowTheCheapestQueuedTaskIsWarnedAbout() throws {
