@@ -149,7 +149,12 @@ public final class WorkerProcess: @unchecked Sendable {
         return process.terminationStatus
     }
 
-    public func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+    /// Signals the process while it runs; never after it ended, when its pid may belong to
+    /// another process by now (a chaos run's worker was stopped that way once).
+    public func signal(_ number: Int32) {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, number)
+    }
 
     /// Waits until the log has a line containing `text`; false when the process exits or `timeout` passes first.
     public func waitForOutput(containing text: String, timeout: Double) -> Bool {
