@@ -61,6 +61,15 @@ public enum JobStore {
         return id
     }
 
+    /// `count` copies of one job in one statement (benchmarks and load tests); returns how many.
+    @discardableResult
+    public static func submitMany(_ db: PostgresConnection, kind: String, taskArgs: String, count: Int) throws -> Int64 {
+        try db.query("""
+            WITH added AS (INSERT INTO crynux.jobs (kind, task_args) SELECT $1, $2 FROM generate_series(1, $3) RETURNING 1)
+            SELECT count(*) FROM added
+            """, [kind, taskArgs, Int64(count)])[0].get(0, as: Int64.self)
+    }
+
     public static func job(_ db: PostgresConnection, id: Int64) throws -> Job? {
         try db.query("SELECT * FROM crynux.jobs WHERE id = $1", [id]).first.map { try Job(row: $0) }
     }

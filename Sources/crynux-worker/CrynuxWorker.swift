@@ -10,7 +10,8 @@ struct CrynuxWorker: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crynux-worker",
         abstract: "Turns rows of crynux.jobs into paid Crynux tasks and stores their results.",
-        subcommands: [Migrate.self, Run.self, Submit.self, Status.self, Show.self, Cancel.self, Retry.self, Results.self])
+        subcommands: [Migrate.self, Run.self, Submit.self, Status.self, Show.self, Cancel.self, Retry.self, Results.self,
+                      BenchQueue.self])
 }
 
 /// Options every command that talks to PostgreSQL takes.
