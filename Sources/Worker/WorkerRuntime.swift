@@ -219,21 +219,36 @@ public final class WorkerRuntime: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// How many jobs the next claim may take. A claim's jobs run one after another, and their
+    /// leases run out meanwhile: when a slow node makes each job take long, a full batch would
+    /// expire before its last jobs ran, another worker would claim them, and so on (seen in a
+    /// chaos run: 10 s leases, 8 creates at 2 s each). So claim no more than a third of a lease's
+    /// worth at the last measured pace.
+    static func claimLimit(batch: Int, lease: Double, secondsPerJob: Double) -> Int {
+        guard secondsPerJob > 0 else { return batch }
+        let fits = (lease / 3 / secondsPerJob).rounded(.down)
+        return max(1, min(batch, fits >= Double(batch) ? batch : Int(fits)))
+    }
+
     private func runLoop(_ pipeline: Pipeline, index: Int) {
         var connection: PostgresConnection?
+        var claimLimit = config.claimBatch
         while !isStopping {
             do {
                 let db = try connection ?? config.connectDatabase()
                 connection = db
                 let jobs = try JobStore.claim(db, worker: leaseHolder, wallets: pipeline.wallets.map(\.address),
-                                              limit: config.claimBatch, leaseSeconds: config.leaseSeconds)
+                                              limit: claimLimit, leaseSeconds: config.leaseSeconds)
                 if jobs.isEmpty {
                     // Sleep until the next job is due (a poll in 0.5 s should not wait for the idle interval).
                     let nextDue = try JobStore.secondsUntilNextDue(db)
                     idle(upTo: min(max(nextDue ?? config.idleInterval, 0.02), config.idleInterval))
                     continue
                 }
+                let started = Date()
                 pipeline.run(db, jobs, stopping: { isStopping })
+                claimLimit = Self.claimLimit(batch: config.claimBatch, lease: config.leaseSeconds,
+                                             secondsPerJob: -started.timeIntervalSinceNow / Double(jobs.count))
             } catch {
                 log.error("thread \(index): \(error)")
                 idle(upTo: 1, ignoringWakeups: true)

@@ -55,6 +55,17 @@ struct NetworkFidelityStageTests {
         #expect(try h.job(id).feeWei == BigUInt(3) * BigUInt(4_100_000_000) * BigUInt(1_000_000_000))
     }
 
+    @Test func aSlowNodeShrinksTheClaimSoLeasesDoNotRunOutInTheQueue() {
+        // 10 s leases: at 2 s a job, a batch of 8 would outlive its leases; claim 1 (3.3 s of work).
+        #expect(WorkerRuntime.claimLimit(batch: 8, lease: 10, secondsPerJob: 2) == 1)
+        #expect(WorkerRuntime.claimLimit(batch: 8, lease: 120, secondsPerJob: 2) == 8)
+        #expect(WorkerRuntime.claimLimit(batch: 8, lease: 120, secondsPerJob: 10) == 4)
+        // Never below one, and a fast pace gives the whole batch back.
+        #expect(WorkerRuntime.claimLimit(batch: 8, lease: 1, secondsPerJob: 60) == 1)
+        #expect(WorkerRuntime.claimLimit(batch: 8, lease: 10, secondsPerJob: 0.001) == 8)
+        #expect(WorkerRuntime.claimLimit(batch: 8, lease: 10, secondsPerJob: 0) == 8)
+    }
+
     @Test func aCancelHasGasForAQueuedTaskStartingInsideIt() throws {
         let h = try StageHarness { $0.cancelGrace = 0 }
         let id = try h.jobAt(.poll)
