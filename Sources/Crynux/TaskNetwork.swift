@@ -258,12 +258,15 @@ public final class EraDNetwork: TaskNetwork, @unchecked Sendable {
 
     /// The TaskQueue has no getter for it, but `removeCheapestTask()` returns the cheapest task and
     /// only checks that the Task contract calls it: simulated from that address, it reads the task
-    /// without removing anything. nil when the queue is empty by now (or the node refuses the call).
+    /// without removing anything. nil when the queue is empty by now, or when the node refuses the
+    /// call or answers oddly: the price only feeds a warning, and must never hold up a create.
     private func cheapestQueuedPrice() throws -> BigUInt? {
         do {
             let data = try rpc.call(CallRequest(from: task.address, to: queue.address, data: TaskQueueContract.removeCheapestTaskSelector))
             return try TaskQueueContract.decodeQueuedPrice(data)
-        } catch EthereumClientError.rpc(let error) where error.isExecutionRevert {
+        } catch EthereumClientError.rpc {
+            return nil
+        } catch is ContractDecodingError {
             return nil
         }
     }

@@ -475,17 +475,22 @@ class DevChain:
                 return tx_hash
             if old is not None:
                 del self.pool_by_hash[old.hash]
-            delay = 0 if internal else self.config["tx_mine_delay_ms"] / 1000
-            if delay > 0:
-                self.config.count("tx_delayed")
-            entry = PoolEntry(tx, raw, tx_hash, sender, tx.nonce, time.monotonic() + delay, internal)
-            entries[tx.nonce] = entry
-            self.pool_by_hash[tx_hash] = entry
-            self.senders[tx_hash] = sender
-            if delay <= 0:
-                self._promote(sender)
-            self._pool_wakeup.notify_all()
+            self._enter_pool(tx, raw, tx_hash, sender, internal)
         return tx_hash
+
+    def _enter_pool(self, tx, raw: bytes, tx_hash: bytes, sender: bytes, internal: bool):
+        """Puts an accepted transaction in the pool, mined at once unless client
+        transactions are delayed (lock held)."""
+        delay = 0 if internal else self.config["tx_mine_delay_ms"] / 1000
+        if delay > 0:
+            self.config.count("tx_delayed")
+        entry = PoolEntry(tx, raw, tx_hash, sender, tx.nonce, time.monotonic() + delay, internal)
+        self.pool_by_sender.setdefault(sender, {})[tx.nonce] = entry
+        self.pool_by_hash[tx_hash] = entry
+        self.senders[tx_hash] = sender
+        if delay <= 0:
+            self._promote(sender)
+        self._pool_wakeup.notify_all()
 
     def _submit_ethermint(self, raw: bytes) -> bytes:
         """An Ethermint node's CheckTx (ethermint@fd8c2d2 app/ante/handler_options.go:69-83):
@@ -520,16 +525,7 @@ class DevChain:
             if self.config.roll("tx_drop_rate", "tx_dropped"):
                 log.info("fault: dropping tx %s", hx.data(tx_hash))
                 return tx_hash
-            delay = self.config["tx_mine_delay_ms"] / 1000
-            if delay > 0:
-                self.config.count("tx_delayed")
-            entry = PoolEntry(tx, raw, tx_hash, sender, tx.nonce, time.monotonic() + delay, False)
-            self.pool_by_sender.setdefault(sender, {})[tx.nonce] = entry
-            self.pool_by_hash[tx_hash] = entry
-            self.senders[tx_hash] = sender
-            if delay <= 0:
-                self._promote(sender)
-            self._pool_wakeup.notify_all()
+            self._enter_pool(tx, raw, tx_hash, sender, False)
         return tx_hash
 
     def _promote(self, only_sender: bytes | None = None):

@@ -11,16 +11,7 @@ from eth_account import Account
 from eth_utils import keccak
 
 from client import GPT_ARGS, SD_ARGS, SD_ARGS_V2, TOPIC, DevnetProcess, RPCFailure, selector
-
-
-def wait_for(predicate, timeout=10.0, step=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise TimeoutError("condition not met")
+from test_tasks import wait_for
 
 
 def err(field, message):
