@@ -76,7 +76,13 @@ extension JobStore {
     @discardableResult
     public static func apply(_ db: PostgresConnection, _ outcome: StageOutcome, to job: Job, worker: String,
                              observed: Observations = Observations()) throws -> Bool {
-        try db.transaction { db in
+        // Most outcomes are one statement (the row and its history line), which is atomic alone:
+        // BEGIN and COMMIT would double the round trips of every stage.
+        var alone = observed.isEmpty
+        if case .succeed(let files, _) = outcome, !files.isEmpty { alone = false }
+        return alone ? try applying(db) : try db.transaction(applying)
+
+        func applying(_ db: PostgresConnection) throws -> Bool {
             let update: JobUpdate
             var results: [ResultFile] = []
             switch outcome {
@@ -202,13 +208,17 @@ extension JobStore {
         for stamp in update.facts.stamps.sorted(by: { $0.rawValue < $1.rawValue }) { sets.append("\(stamp.rawValue) = now()") }
         if update.stampResultsStored { sets.append("results_stored_at = now()") }
         if update.restartsTask { sets.append(contentsOf: forgetTask + ["recreations = recreations + 1"]) }
-        let changed = try db.execute("UPDATE crynux.jobs SET \(sets.joined(separator: ", ")) WHERE id = $1 AND lease_token = $2", params)
-        guard changed == 1 else { return false }
-        if stageChanged || update.detail != nil {
-            try appendEvent(db, jobId: job.id, from: (job.status.rawValue, job.stage.rawValue),
-                            to: (newStatus.rawValue, newStage.rawValue), detail: update.detail ?? "", worker: worker)
-        }
-        return true
+        let change = "UPDATE crynux.jobs SET \(sets.joined(separator: ", ")) WHERE id = $1 AND lease_token = $2"
+        guard stageChanged || update.detail != nil else { return try db.execute(change, params) == 1 }
+        // The row and its history line in one statement: one round trip, and atomic without a
+        // transaction of its own. No row changed (the lease is gone): no history line either.
+        params += [job.status.rawValue, job.stage.rawValue, update.detail ?? "", worker]
+        let n = params.count
+        return try db.execute("""
+            WITH changed AS (\(change) RETURNING id)
+            INSERT INTO crynux.job_events (job_id, from_status, from_stage, to_status, to_stage, detail, worker)
+            SELECT id, $\(n - 3), $\(n - 2), $3, $4, $\(n - 1), $\(n) FROM changed
+            """, params) == 1
     }
 
     /// The columns of the facts that are set, in their storage form (hex text, numeric, bigint).

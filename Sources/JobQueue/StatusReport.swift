@@ -24,7 +24,7 @@ public struct StatusReport: Sendable {
             """).first
         let inFlight = try db.query("""
             SELECT locked_by, count(*) AS jobs FROM crynux.jobs
-            WHERE locked_by IS NOT NULL AND locked_until > now() GROUP BY locked_by ORDER BY locked_by
+            WHERE status = 'pending' AND locked_by IS NOT NULL AND locked_until > now() GROUP BY locked_by ORDER BY locked_by
             """).map { WorkerLoad(worker: try $0.get("locked_by"), jobs: try $0.get("jobs")) }
         let wallets = try db.query("SELECT address, chain_id, next_nonce FROM crynux.wallets ORDER BY address").map {
             Wallet(address: try $0.get("address"), chainId: try $0.get("chain_id"), nextNonce: try $0.get("next_nonce"))

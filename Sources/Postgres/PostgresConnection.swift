@@ -14,7 +14,8 @@ public struct PostgresNotification: Sendable, Equatable {
 
 /// One connection to PostgreSQL. Not thread-safe: give each thread its own.
 ///
-/// Every statement is sent with `PQexecParams`, so values are never interpolated into SQL.
+/// Every statement is sent with its values apart (prepared once per session, then
+/// `PQexecPrepared`), so values are never interpolated into SQL.
 /// When the connection breaks, the call that noticed throws a `.connection` error and the
 /// next call reconnects (and re-issues the LISTENs this connection had).
 public final class PostgresConnection {
@@ -25,6 +26,13 @@ public final class PostgresConnection {
     /// Reconnected, and the LISTENs of `listening` not yet issued again.
     private var relistenPending = false
     private var inTransaction = false
+    /// Statements prepared on this session, by text and parameter types (a value typed
+    /// differently must not be read through another type's plan). Cleared on reconnect.
+    private var prepared: [PreparedKey: String] = [:]
+    private struct PreparedKey: Hashable { let sql: String; let types: [Oid] }
+    /// A few dozen statement texts recur for the life of a worker; anything past this is not
+    /// worth a server-side plan each (e.g. generated SQL) and runs unnamed.
+    private static let preparedLimit = 256
 
     /// Connects using `url` if given, else `DATABASE_URL` if set, else libpq's standard
     /// environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`, ...).
@@ -56,6 +64,7 @@ public final class PostgresConnection {
 
     private func connect() throws {
         if let conn { PQfinish(conn) }
+        prepared.removeAll()
         // The URL (or key=value string) comes last and is expanded: what it sets wins over the defaults.
         let pairs = Self.defaults + (options.isEmpty ? [] : [("options", options)]) + (conninfo.isEmpty ? [] : [("dbname", conninfo)])
         let keys = pairs.map { strdup($0.0) }
@@ -148,13 +157,18 @@ public final class PostgresConnection {
         }
         defer { copies.values.forEach { $0.deallocate() } }
         func execute(from index: Int, _ values: [UnsafePointer<CChar>?]) -> OpaquePointer? {
-            if index == params.count { return PQexecParams(conn, sql, count, types, values, lengths, formats, 1) }
+            if index == params.count {
+                guard let name = statementName else { return PQexecParams(conn, sql, count, types, values, lengths, formats, 1) }
+                return PQexecPrepared(conn, name, count, values, lengths, formats, 1)
+            }
             if let copy = copies[index] { return execute(from: index + 1, values + [UnsafePointer(copy)]) }
             guard let bytes = params[index].bytes else { return execute(from: index + 1, values + [nil]) }
             return bytes.withUnsafeBufferPointer { buffer in
                 buffer.withMemoryRebound(to: CChar.self) { execute(from: index + 1, values + [$0.baseAddress]) }
             }
         }
+        // Parsed and planned once per session: most of PostgreSQL's cost for our short statements.
+        let statementName = try preparedName(conn, sql, types)
         sentStatements.add(1, ordering: .relaxed)
         let result = execute(from: 0, [])
         guard let result else { throw lostOrFailed(conn) }
@@ -165,6 +179,20 @@ public final class PostgresConnection {
             throw error
         }
         return result
+    }
+
+    /// The name `sql` is prepared under on this session, preparing it first if needed; nil when
+    /// the cache is full. PostgreSQL re-plans a prepared statement by itself after DDL.
+    private func preparedName(_ conn: OpaquePointer, _ sql: String, _ types: [Oid]) throws -> String? {
+        let key = PreparedKey(sql: sql, types: types)
+        if let name = prepared[key] { return name }
+        guard prepared.count < Self.preparedLimit else { return nil }
+        let name = "crynux_\(prepared.count + 1)"
+        guard let result = PQprepare(conn, name, sql, Int32(types.count), types) else { throw lostOrFailed(conn) }
+        defer { PQclear(result) }
+        try check(result, conn)
+        prepared[key] = name
+        return name
     }
 
     private func check(_ result: OpaquePointer, _ conn: OpaquePointer) throws {
