@@ -25,6 +25,9 @@ struct Pipeline {
     let config: WorkerConfig
     let worker: String
     let log: WorkerLog
+    /// Told when a job applied here is due again: the process's claimer wakes then, without
+    /// asking the database.
+    var dueAgain: @Sendable (Date) -> Void = { _ in }
 
     let create = CreateStage()
     let upload = UploadStage()
@@ -129,6 +132,11 @@ struct Pipeline {
             // Someone else owns the job now; what we saw on chain is still true.
             if !observed.isEmpty { try JobStore.record(db, observed) }
             throw LeaseLost()
+        }
+        switch outcome {
+        case .advance(_, let after, _, _), .wait(let after, _, _, _, _): dueAgain(Date(timeIntervalSinceNow: after))
+        case .recreate: dueAgain(Date())
+        case .fail, .cancel, .succeed, .sign: break
         }
         switch outcome {
         case .advance(let stage, _, _, let note): log.info("job \(job.id) \(job.stage.rawValue) -> \(stage.rawValue): \(note)")

@@ -37,11 +37,12 @@ public struct QueueBenchmark: Sendable {
                 do {
                     let db = try config.connectDatabase()
                     while true {
-                        let jobs = try JobStore.claim(db, worker: worker, limit: config.claimBatch, leaseSeconds: config.leaseSeconds)
+                        let (jobs, nextDueIn) = try JobStore.claimNoting(db, worker: worker, limit: config.claimBatch,
+                                                                         leaseSeconds: config.leaseSeconds)
                         tally.add { $0.claims += 1; if jobs.isEmpty { $0.emptyClaims += 1 } }
                         if jobs.isEmpty {
-                            guard try JobStore.pendingCount(db) > 0 else { return }
-                            Thread.sleep(forTimeInterval: min(max(try JobStore.secondsUntilNextDue(db) ?? 0.01, 0.001), 0.05))
+                            guard let nextDueIn else { return }  // nothing pending
+                            Thread.sleep(forTimeInterval: min(max(nextDueIn, 0.001), 0.05))
                             continue
                         }
                         for job in jobs {

@@ -25,6 +25,29 @@ struct StoreTests {
         try #require(try JobStore.claim(db, worker: "w", limit: 1, leaseSeconds: 60).first)
     }
 
+    /// An idle worker's look at the queue is one statement: the claim names when the next job is due,
+    /// leaving out what it just claimed (which would look due at once) and what others hold.
+    @Test func aClaimThatIsNotFullNamesTheNextDueTime() throws {
+        let now = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args))
+        _ = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args, notBefore: Date(timeIntervalSinceNow: 30)))
+        let first = try JobStore.claimNoting(db, worker: "w", limit: 2, leaseSeconds: 60)
+        #expect(first.jobs.map(\.id) == [now])
+        let wait = try #require(first.nextDueIn)
+        #expect(wait > 25 && wait <= 30, "\(wait)")
+        // Nothing due now: no job, and still the later one's time (the leased one counts from its lease's end).
+        let second = try JobStore.claimNoting(db, worker: "w", limit: 2, leaseSeconds: 60)
+        #expect(second.jobs.isEmpty)
+        #expect(try #require(second.nextDueIn) > 25)
+        // A full claim does not look further: more may be due at once.
+        _ = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args))
+        _ = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args))
+        let full = try JobStore.claimNoting(db, worker: "w", limit: 1, leaseSeconds: 60)
+        #expect(full.jobs.count == 1 && full.nextDueIn == nil)
+        // Nothing pending at all: no time.
+        try db.execute("UPDATE crynux.jobs SET status = 'cancelled', finished_at = now(), run_at = NULL")
+        #expect(try JobStore.claimNoting(db, worker: "w", limit: 1, leaseSeconds: 60).nextDueIn == nil)
+    }
+
     private func steal(_ job: Job) throws {
         try db.execute("UPDATE crynux.jobs SET lease_token = lease_token + 1 WHERE id = $1", [job.id])
     }
