@@ -24,7 +24,7 @@ from eth_utils import keccak, to_checksum_address
 from .admin import Admin, AdminHandler
 from .chain import DevChain
 from .config import KNOBS, Config
-from .contracts import Deployment, compile_contracts
+from .contracts import HYDROGEN_NAMES, Deployment, compile_contracts
 from .httpbase import Server
 from .nodes import Nodes
 from .relay import Relay, RelayHandler
@@ -45,10 +45,13 @@ OPERATOR_KEY = keccak(b"crynux-devnet operator")
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="scripts/devnet up", description="Local Crynux network (era D) for tests and the demo.")
+    p = argparse.ArgumentParser(prog="scripts/devnet up", description="Local Crynux network (era D, or the Hydrogen era B with --profile hydrogen) for tests and the demo.")
     p.add_argument("--state-dir", required=True, help="where devnet.json, the pid, logs and caches go")
+    p.add_argument("--profile", choices=("era-d", "hydrogen"), default="era-d",
+                   help="era-d: payable 5-argument createTask, TaskQueue (default); hydrogen: the Hydrogen network "
+                        "(era B): CNX ERC20 token, 4-argument createTask, no queue, chain id 42, relay without /v1/now")
     p.add_argument("--cache-dir", help="compiled-contract cache (default: the state dir)")
-    p.add_argument("--chain-id", type=int, default=10000)
+    p.add_argument("--chain-id", type=int, help="default 10000 (era-d) / 42 (hydrogen)")
     p.add_argument("--accounts", type=int, default=10, help="funded test accounts (1,000,000 ETH each)")
     p.add_argument("--rpc-port", type=int, default=0, help="0 = any free port")
     p.add_argument("--relay-port", type=int, default=0)
@@ -61,6 +64,8 @@ def parse_args(argv):
         knobs.add_argument("--" + k.name.replace("_", "-"), dest=k.name, type=k.kind, choices=k.choices or None,
                            help=f"{k.help} (default {default or 'none'})".replace("%", "%%"))
     args = p.parse_args(argv)
+    if args.chain_id is None:
+        args.chain_id = 42 if args.profile == "hydrogen" else 10000
     if not 1 <= args.accounts <= 1000:
         p.error("--accounts must be 1..1000")
     return args
@@ -69,7 +74,10 @@ def parse_args(argv):
 class Devnet:
     def __init__(self, args):
         self.started = time.time()
+        self.profile = args.profile
         initial = {k.name: getattr(args, k.name) for k in KNOBS if getattr(args, k.name) is not None}
+        if self.profile == "hydrogen":
+            initial.setdefault("sd_schema", "c0d652a")  # the Hydrogen relay's schema
         try:
             self.config = Config(initial, seed=args.seed)
         except ValueError as exc:
@@ -83,19 +91,22 @@ class Devnet:
 
         cache = Path(args.cache_dir or args.state_dir)
         t0 = time.monotonic()
-        compiled = compile_contracts(cache)
-        log.info("contracts ready in %.2fs", time.monotonic() - t0)
-        self.chain = DevChain(args.chain_id, alloc, self.config, OPERATOR_KEY)
-        self.deployment = Deployment(self.chain, compiled)
-        d = self.deployment
-        if self.config["task_timeout_s"] != 900:
-            d.transact(d.task, "updateTimeout", self.config["task_timeout_s"])
-        if self.config["queue_size_limit"] != 50:
-            d.transact(d.queue, "updateSizeLimit", self.config["queue_size_limit"])
-        if self.config["node_vram_gb"] != 24:
-            d.transact(d.task, "devSetNodeVram", self.config["node_vram_gb"])
-        self.relay = Relay(self.chain, d, self.config)
-        self.nodes = Nodes(d, self.relay, self.config)
+        if self.profile == "hydrogen":
+            self._start_hydrogen(args, alloc, cache, t0)
+        else:
+            compiled = compile_contracts(cache)
+            log.info("contracts ready in %.2fs", time.monotonic() - t0)
+            self.chain = DevChain(args.chain_id, alloc, self.config, OPERATOR_KEY)
+            self.deployment = Deployment(self.chain, compiled)
+            d = self.deployment
+            if self.config["task_timeout_s"] != 900:
+                d.transact(d.task, "updateTimeout", self.config["task_timeout_s"])
+            if self.config["queue_size_limit"] != 50:
+                d.transact(d.queue, "updateSizeLimit", self.config["queue_size_limit"])
+            if self.config["node_vram_gb"] != 24:
+                d.transact(d.task, "devSetNodeVram", self.config["node_vram_gb"])
+            self.relay = Relay(self.chain, d, self.config)
+            self.nodes = Nodes(d, self.relay, self.config)
         self.rpc = RPC(self.chain, self.config)
         self.servers = [
             Server(args.rpc_port, RPCHandler, self.rpc),
@@ -105,19 +116,53 @@ class Devnet:
         for server, name in zip(self.servers, ("rpc", "relay", "admin")):
             server.start(f"http-{name}")
 
+    def _start_hydrogen(self, args, alloc, cache, t0):
+        """--profile hydrogen: era-B chain (id 42, gas price 1), CNX token, era-B Task, nodes, relay."""
+        from . import hydrogen
+
+        compiled = compile_contracts(cache, HYDROGEN_NAMES)
+        log.info("contracts ready in %.2fs", time.monotonic() - t0)
+        self.chain = DevChain(args.chain_id, alloc, self.config, OPERATOR_KEY,
+                              block_gas_limit=hydrogen.BLOCK_GAS_LIMIT, genesis_base_fee=hydrogen.GENESIS_BASE_FEE)
+        self.deployment = d = hydrogen.HydrogenDeployment(self.chain, compiled)
+        d.fund_cnx([bytes.fromhex(a["address"][2:]) for a in self.accounts])
+        if self.config["task_timeout_s"] != 900:
+            d.transact(d.task, "updateTimeout", self.config["task_timeout_s"])
+        if self.config["task_fee_per_node"] != 10 * 10**18:
+            d.transact(d.task, "updateTaskFeePerNode", self.config["task_fee_per_node"])
+        self.relay = Relay(self.chain, d, self.config, profile="hydrogen")
+        self.nodes = hydrogen.HydrogenNodes(d, self.relay, self.config)
+
     def description(self) -> dict:
         rpc, relay, admin = self.servers
-        return {
+        d = self.deployment
+        info = {
             "rpc_url": rpc.url,
             "relay_url": relay.url,
             "admin_url": admin.url,
             "chain_id": self.chain.chain_id,
-            "task_contract": to_checksum_address(self.deployment.task.address),
-            "task_queue_contract": to_checksum_address(self.deployment.queue.address),
+            "task_contract": to_checksum_address(d.task.address),
+            # the Hydrogen network has no TaskQueue: null there
+            "task_queue_contract": to_checksum_address(d.queue.address) if d.queue is not None else None,
             "accounts": self.accounts,
             "pid": os.getpid(),
             "operator_address": to_checksum_address(self.chain.operator_address),
+            "profile": self.profile,
         }
+        if self.profile == "hydrogen":
+            info["token_contract"] = to_checksum_address(d.token.address)
+        return info
+
+    def _named_calls(self, counts: dict) -> dict:
+        """ "eth_call 0x1d65e77e" → "eth_call getTask": the contracts' own function names."""
+        contracts = [getattr(self.deployment, n, None) for n in ("task", "queue", "token")]
+        names = {"0x" + c.selector(fn).hex(): fn for c in contracts if c is not None for fn in c.functions}
+        named = {}
+        for kind, n in counts.items():
+            method, _, selector = kind.partition(" ")
+            key = f"{method} {names.get(selector, selector)}" if selector else method
+            named[key] = named.get(key, 0) + n
+        return named
 
     def stats(self) -> dict:
         d, chain = self.deployment, self.chain
@@ -127,11 +172,14 @@ class Devnet:
             "chain": dict(chain.stats),
             "pool": {"queued": len(chain.pool_by_hash), "unmined": len(chain.unmined)},
             "rpc_calls": self.rpc.calls,
-            "relay": {"requests": self.relay.requests, "synced_block": self.relay.synced, "tasks": len(self.relay.tasks)},
+            "rpc_http_requests": self.rpc.http_requests,
+            "rpc_calls_by_kind": self._named_calls(dict(self.rpc.calls_by_kind)),
+            "relay": {"requests": self.relay.requests, "synced_block": self.relay.synced, "tasks": len(self.relay.tasks),
+                      "requests_by_kind": dict(self.relay.requests_by_kind)},
             "tasks": {
                 "total": d.call(d.task, "totalTasks"),
-                "queued": d.call(d.queue, "size"),
-                "free_nodes": d.call(d.task, "devFreeNodes"),
+                "queued": d.call(d.queue, "size") if d.queue is not None else 0,
+                "free_nodes": d.call(d.task, "devFreeNodes" if d.queue is not None else "devAvailableNodes"),
                 "registered_nodes": len(self.nodes.registered),
                 **self.nodes.counts,
             },

@@ -7,6 +7,9 @@
     POST /admin/mine              mine a block now -> {"block_number": n}
     GET  /admin/results/{id}      {"files": [{"index", "sha256", "size"}]} as uploaded by the nodes
     GET  /admin/stats             counters (chain, pool, relay, nodes, faults fired)
+    POST /admin/tasks/{id}/outcome  {"outcome": "success|error|illegal|stuck"} -> {"task_id", "outcome", "applied"}
+    POST /admin/cnx               hydrogen: {"address": "0x..", "balance": "<decimal wei>"} -> CNX balance set
+                                  (minted from / drained to the operator) -> {"tx_hash", "block_number", "balance"}
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import re
 
 from . import hexutil as hx
+from .config import wei
 from .httpbase import Handler
 
 
@@ -49,6 +53,11 @@ class Admin:
             return {"block_number": d.chain.mine()}
         if path == "/admin/stats" and method == "GET":
             return d.stats()
+        m = re.fullmatch(r"/admin/tasks/([0-9]+)/outcome", path)
+        if m and method == "POST":
+            return self._outcome(int(m.group(1)), self._json(body))
+        if path == "/admin/cnx" and method == "POST":
+            return self._cnx(self._json(body))
         m = re.fullmatch(r"/admin/results/([0-9]+)", path)
         if m and method == "GET":
             files = d.relay.results.get(int(m.group(1)))
@@ -63,6 +72,35 @@ class Admin:
             return json.loads(body or b"null")
         except ValueError:
             raise AdminError(400, "body is not JSON") from None
+
+    def _outcome(self, task_id: int, req):
+        if not isinstance(req, dict) or not isinstance(req.get("outcome"), str):
+            raise AdminError(400, 'expected {"outcome": "success" | "error" | "illegal" | "stuck"}')
+        try:
+            applied = self.devnet.nodes.force_outcome(task_id, req["outcome"])
+        except ValueError as exc:
+            raise AdminError(400, str(exc)) from None
+        return {"task_id": task_id, "outcome": req["outcome"], "applied": applied}
+
+    def _cnx(self, req):
+        d = self.devnet
+        if d.profile != "hydrogen":
+            raise AdminError(400, "the CNX token exists only with --profile hydrogen")
+        if not isinstance(req, dict):
+            raise AdminError(400, 'expected {"address": "0x...", "balance": "<decimal wei>"}')
+        try:
+            address = hx.parse_address(req.get("address"), "address")
+        except hx.ParamError as exc:
+            raise AdminError(400, str(exc)) from None
+        try:
+            amount = wei(req.get("balance"))
+        except ValueError:
+            raise AdminError(400, "balance must be a non-negative decimal string (wei)") from None
+        receipt = d.deployment.set_cnx_balance(address, amount)
+        if receipt["status"] != "0x1":
+            raise AdminError(500, "devSetBalance reverted (operator out of CNX?)")
+        balance = d.deployment.call(d.deployment.token, "balanceOf", address)
+        return {"tx_hash": receipt["transactionHash"], "block_number": int(receipt["blockNumber"], 16), "balance": str(balance)}
 
     def _fund(self, req):
         if not isinstance(req, dict):

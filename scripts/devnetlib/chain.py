@@ -222,8 +222,10 @@ def _tip_cap(tx) -> int:
 
 
 class DevChain:
-    def __init__(self, chain_id: int, alloc: dict, config, operator_key: bytes):
+    def __init__(self, chain_id: int, alloc: dict, config, operator_key: bytes,
+                 block_gas_limit: int = BLOCK_GAS_LIMIT, genesis_base_fee: int = GENESIS_BASE_FEE):
         self.chain_id = chain_id
+        self.block_gas_limit = block_gas_limit
         self.config = config
         self.lock = threading.RLock()
         self.new_block = threading.Condition()  # notified after each mined block
@@ -232,11 +234,13 @@ class DevChain:
         self.operator_address = self.operator.public_key.to_canonical_address()
 
         chain_class = type("DevnetChain", (DevnetMiningChain,), {"chain_id": chain_id})
-        params = get_default_genesis_params({"gas_limit": BLOCK_GAS_LIMIT, "timestamp": int(time.time())})
+        params = get_default_genesis_params({"gas_limit": block_gas_limit, "timestamp": int(time.time())})
         # Start at the EIP-1559 floor (7 wei) rather than py-evm's 1 gwei: an
         # automined chain only makes blocks when txs arrive, so a client with a
         # tiny fixed gas price (the SDK's 10 wei) would otherwise wait forever.
-        params["base_fee_per_gas"] = GENESIS_BASE_FEE
+        # (--profile hydrogen starts at 1 wei, where the EIP-1559 rounding keeps it
+        # while blocks stay below half its huge gas limit: gas price 1 mines.)
+        params["base_fee_per_gas"] = genesis_base_fee
         state = {addr: {"balance": bal, "nonce": 0, "code": b"", "storage": {}} for addr, bal in alloc.items()}
         self.evm = chain_class.from_genesis(AtomicDB(), params, state)
 
@@ -409,7 +413,7 @@ class DevChain:
             tx.validate()
         except ValidationError as exc:
             raise TxRejected(f"invalid transaction: {exc}") from None
-        if tx.gas > BLOCK_GAS_LIMIT:
+        if tx.gas > self.block_gas_limit:
             raise TxRejected("exceeds block gas limit")
         if _tip_cap(tx) > _fee_cap(tx):
             raise TxRejected(
@@ -885,19 +889,23 @@ class DevChain:
 
     # ------------------------------------------------------------ internal txs
 
-    def send_internal(self, to: bytes | None, data: bytes = b"", value: int = 0, gas: int | None = None) -> bytes:
-        """A transaction from the operator account, never subject to faults.
+    def send_internal(self, to: bytes | None, data: bytes = b"", value: int = 0, gas: int | None = None,
+                      key: keys.PrivateKey | None = None) -> bytes:
+        """A transaction from the operator account (or `key`, e.g. a simulated
+        era-B node), never subject to faults.
         gas None: estimated (+25%), so a reverting call fails loudly here."""
+        signer = key or self.operator
+        sender = signer.public_key.to_canonical_address()
         with self.lock:
             if gas is None:
-                call = {"from": self.operator_address, "to": to, "data": data, "value": value}
-                gas = min(BLOCK_GAS_LIMIT, self.estimate_gas(call, "pending") * 5 // 4 + 20_000)
-            nonce = self._pending_nonce(self.operator_address)
+                call = {"from": sender, "to": to, "data": data, "value": value}
+                gas = min(self.block_gas_limit, self.estimate_gas(call, "pending") * 5 // 4 + 20_000)
+            nonce = self._pending_nonce(sender)
             price = 2 * self.evm.header.base_fee_per_gas + GWEI
             unsigned = self.evm.get_vm().create_unsigned_transaction(
                 nonce=nonce, gas_price=price, gas=gas, to=to or b"", value=value, data=data
             )
-            signed = unsigned.as_signed_transaction(self.operator, chain_id=self.chain_id)
+            signed = unsigned.as_signed_transaction(signer, chain_id=self.chain_id)
             return self.submit(rlp.encode(signed), internal=True)
 
     def wait_receipt(self, tx_hash: bytes, timeout: float = 30) -> dict:

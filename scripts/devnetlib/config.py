@@ -21,10 +21,26 @@ def id_list(text) -> tuple:
     return tuple(int(part) for part in str(text).split(",") if part.strip())
 
 
+def wei(text) -> int:
+    """A token amount in wei: an integer or its decimal string (the admin API
+    answers with the string, which JSON number parsers cannot round)."""
+    if isinstance(text, bool):
+        raise ValueError("expected a wei amount")
+    if isinstance(text, int):
+        value = text
+    elif isinstance(text, str) and text.isascii() and text.isdigit():
+        value = int(text)
+    else:
+        raise ValueError("expected a wei amount (decimal string)")
+    if not 0 <= value < 2**256:
+        raise ValueError("wei amount out of range")
+    return value
+
+
 @dataclass(frozen=True)
 class Knob:
     name: str
-    kind: type  # int, float, str (with choices) or id_list
+    kind: type  # int, float, str (with choices), id_list or wei
     default: object
     help: str
     minimum: float = 0
@@ -54,7 +70,7 @@ KNOBS = [
     Knob("relay_sync_lag_ms", int, 500, "the relay sees a block only this long after it was mined"),
     Knob("relay_blind_task_ids", id_list, (), "task ids the relay never sees (like the Go relay skipping a block after an RPC error): uploads answer 'Task not found on the Blockchain' forever"),
     Knob("relay_blind_rate", float, 0, "fraction of new tasks the relay never sees", maximum=1),
-    Knob("sd_schema", str, "68b52d2", "SD task_args schema the relay enforces: 68b52d2 (era D, base_model a string), 8fcf6e7 (Aug 2024, adds version/scheduler, object base_model) or union (either)", choices=("68b52d2", "8fcf6e7", "union")),
+    Knob("sd_schema", str, "68b52d2", "SD task_args schema the relay enforces: 68b52d2 (era D, base_model a string), 8fcf6e7 (Aug 2024, adds version/scheduler, object base_model), union (either) or c0d652a (the Hydrogen relay's, the same rules as 68b52d2; --profile hydrogen's default)", choices=("68b52d2", "8fcf6e7", "union", "c0d652a")),
     # simulated nodes
     Knob("nodes", int, 12, "registered simulated nodes (3 per running task)", maximum=1024),
     Knob("node_vram_gb", int, 24, "VRAM of every simulated node; tasks with a larger vramLimit stay queued"),
@@ -66,6 +82,8 @@ KNOBS = [
     Knob("task_timeout_s", int, 900, "task deadline: timeout = block.timestamp + this (Task.updateTimeout)"),
     Knob("watchdog_delay_ms", int, 5000, "nodes cancel an unfinished task this long after its deadline; -1 = never", minimum=-1),
     Knob("queue_size_limit", int, 50, "TaskQueue size limit; a full queue evicts its cheapest task", maximum=1024),
+    # --profile hydrogen only
+    Knob("task_fee_per_node", wei, 10 * 10**18, "hydrogen: Task.updateTaskFeePerNode (wei of CNX; createTask takes 3x); no effect in era D"),
 ]
 
 KNOBS_BY_NAME = {k.name: k for k in KNOBS}
@@ -96,6 +114,12 @@ class Config:
                     raise ValueError(f"{name}: expected one of {', '.join(knob.choices)}")
                 clean[name] = value
                 continue
+            if knob.kind is wei:
+                try:
+                    clean[name] = wei(value)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
+                continue
             if knob.kind is id_list:
                 if isinstance(value, str):
                     try:
@@ -124,7 +148,8 @@ class Config:
 
     def snapshot(self) -> dict:
         with self._lock:
-            return {k: list(v) if isinstance(v, tuple) else v for k, v in self._values.items()}
+            return {k: list(v) if isinstance(v, tuple) else str(v) if KNOBS_BY_NAME[k].kind is wei else v
+                    for k, v in self._values.items()}
 
     def on_change(self, callback):
         """callback(changed: dict) runs after every update that changes values."""

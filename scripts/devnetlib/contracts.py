@@ -15,6 +15,7 @@ log = logging.getLogger("devnet.contracts")
 
 SOURCE_DIR = Path(__file__).parent / "contracts"
 NAMES = ("TaskQueue", "Task")
+HYDROGEN_NAMES = ("CrynuxToken", "HydrogenTask")  # --profile hydrogen (era B)
 VYPER_VERSION = "0.4.3"
 
 
@@ -25,9 +26,10 @@ def _type_string(param: dict) -> str:
     return t
 
 
-def compile_contracts(cache_dir: Path | None) -> dict:
-    """{name: {"abi": [...], "bytecode": "0x..."}}; cached by source hash."""
-    sources = {n: (SOURCE_DIR / f"{n}.vy").read_text() for n in NAMES}
+def compile_contracts(cache_dir: Path | None, names: tuple = NAMES) -> dict:
+    """{name: {"abi": [...], "bytecode": "0x..."}}; cached by source hash.
+    names: the era-D set by default; HYDROGEN_NAMES for --profile hydrogen."""
+    sources = {n: (SOURCE_DIR / f"{n}.vy").read_text() for n in names}
     digest = hashlib.sha256((VYPER_VERSION + json.dumps(sources, sort_keys=True)).encode()).hexdigest()[:16]
     cache_file = cache_dir / f"contracts-{digest}.json" if cache_dir else None
     if cache_file and cache_file.exists():
@@ -60,11 +62,13 @@ class Contract:
         self.functions = {e["name"]: e for e in abi if e["type"] == "function"}
         self.events = {e["name"]: e for e in abi if e["type"] == "event"}
 
+    def selector(self, name: str) -> bytes:
+        types = [_type_string(p) for p in self.functions[name]["inputs"]]
+        return keccak(f"{name}({','.join(types)})".encode())[:4]
+
     def calldata(self, name: str, *args) -> bytes:
-        fn = self.functions[name]
-        types = [_type_string(p) for p in fn["inputs"]]
-        selector = keccak(f"{name}({','.join(types)})".encode())[:4]
-        return selector + abi_encode(types, list(args))
+        types = [_type_string(p) for p in self.functions[name]["inputs"]]
+        return self.selector(name) + abi_encode(types, list(args))
 
     def decode(self, name: str, data: bytes):
         types = [_type_string(p) for p in self.functions[name]["outputs"]]

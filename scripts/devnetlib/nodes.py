@@ -25,6 +25,8 @@ Per-task markers in the uploaded task_args text (for parallel tests):
     devnet:illegal  -> TaskAborted "Task result illegal"
     devnet:stuck    -> never finished (only cancel after the deadline)
     devnet:slow     -> 5x task_duration_ms
+The admin API can set a task's outcome too (POST /admin/tasks/{id}/outcome),
+which wins over the markers.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from .results import task_results
 log = logging.getLogger("devnet.nodes")
 
 ABORT_REASONS = ("Task error reported", "Task result illegal")
+FORCED_REASONS = {"success": None, "error": ABORT_REASONS[0], "illegal": ABORT_REASONS[1], "stuck": None}
 # A node action frees up to 3 nodes and may start queued tasks; popTask scans the queue
 # (up to 50 entries), which alone can pass 2M gas. Unused gas costs the operator nothing.
 NODE_TX_GAS = 15_000_000
@@ -60,6 +63,7 @@ class Nodes:
         self.task = deployment.task
         self.registered: list[bytes] = []
         self.outcomes: dict[int, str] = {}  # task id -> success | abort:<reason> | stuck
+        self.forced: dict[int, str] = {}  # admin: task id -> success | error | illegal | stuck
         self.pending_files: dict[int, list[bytes]] = {}
         self.counts = {"succeeded": 0, "aborted": 0, "stuck": 0, "watchdog_cancelled": 0}
         self._queue: list = []
@@ -162,11 +166,14 @@ class Nodes:
         duration = self.config["task_duration_ms"] / 1000
         if "devnet:slow" in args:
             duration *= 5
-        if "devnet:stuck" in args or self.config.roll("stuck_rate", "task_stuck"):
+        forced = self.forced.get(task_id)
+        if forced == "stuck" or (forced is None and ("devnet:stuck" in args or self.config.roll("stuck_rate", "task_stuck"))):
             self.outcomes[task_id] = "stuck"
             self.counts["stuck"] += 1
             return
-        if "devnet:abort" in args:
+        if forced is not None:
+            reason = FORCED_REASONS[forced]
+        elif "devnet:abort" in args:
             reason = ABORT_REASONS[0]
         elif "devnet:illegal" in args:
             reason = ABORT_REASONS[1]
@@ -176,6 +183,28 @@ class Nodes:
             reason = None
         self.outcomes[task_id] = f"abort:{reason}" if reason else "success"
         self._at(duration, self._finish, task_id, task.task_type, args, reason)
+
+    def force_outcome(self, task_id: int, outcome: str) -> str:
+        """Admin: the task's outcome. Before its arguments reach the nodes it is
+        kept for then; a task the nodes left stuck gets it at once. Returns
+        "pending", "now" or "too late"."""
+        if outcome not in FORCED_REASONS:
+            raise ValueError(f"outcome must be one of {', '.join(FORCED_REASONS)}")
+        with self._ready_lock:
+            state = self.outcomes.get(task_id)
+            self.forced[task_id] = outcome
+            if state is None:
+                return "pending"
+            if state != "stuck" or outcome == "stuck":
+                return "too late" if state != "stuck" else "now"
+            reason = FORCED_REASONS[outcome]
+            self.outcomes[task_id] = f"abort:{reason}" if reason else "success"
+            self.counts["stuck"] -= 1
+        task = self.relay.task_snapshot(task_id)
+        args = task.task_args if task else ""
+        task_type = task.task_type if task else 0
+        self._at(0, self._finish, task_id, task_type, args, reason)
+        return "now"
 
     def task_aborted_synced(self, task_id: int):
         """The relay saw TaskAborted("Task error reported"): the third node

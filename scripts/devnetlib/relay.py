@@ -9,6 +9,13 @@ Blockchain" happens right after a receipt.
 
 Not exposed: the node-side result upload (POST .../results); the simulated
 nodes hand their files to `Relay.store_results` in-process.
+
+--profile hydrogen: crynux-relay@fa0afaa (the Hydrogen network's, era B):
+the same handlers, texts and signing, except no `GET /v1/now` route (gin's
+plain 404), `GET /v1/inference_tasks/{id}` without the "fewer than 3 selected
+nodes" check, and tasks learnt from `TaskCreated` (x3, the row with its three
+nodes); `TaskSuccess` / `TaskAborted` (task id in the data) set PendingResults
+/ Aborted whatever the status was (tasks/sync_block.go at fa0afaa).
 """
 
 from __future__ import annotations
@@ -194,7 +201,8 @@ def required(values: dict, order: list[tuple[str, str]]):
 
 
 class Relay:
-    def __init__(self, chain, deployment, config):
+    def __init__(self, chain, deployment, config, profile: str = "era-d"):
+        self.era_b = profile == "hydrogen"
         self.chain = chain
         self.deployment = deployment
         self.config = config
@@ -204,18 +212,20 @@ class Relay:
         self.listener = None  # the simulated nodes (set by the server)
         self.synced = 0  # last block processed
         self.requests = 0
+        self.requests_by_kind: dict[str, int] = {}
         self._row_ids = 0
         self._node_row_ids = 0
         # SD: one validator per --sd-schema choice, picked per request
         self.sd_schemas = {
             name: jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / f"sd-{name}.json").read_text()))
-            for name in ("68b52d2", "8fcf6e7", "union")
+            for name in ("68b52d2", "8fcf6e7", "union", "c0d652a")
         }
         self.gpt_schema = jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / "gpt-inference-task.json").read_text()))
         self.blinded: set[int] = set()  # tasks relay_blind_rate hid
         task = deployment.task
         self.task_address = task.address
-        self.topics = {name: task.topic(name) for name in ("TaskPending", "TaskStarted", "TaskSuccess", "TaskAborted")}
+        events = ("TaskCreated", "TaskSuccess", "TaskAborted") if self.era_b else ("TaskPending", "TaskStarted", "TaskSuccess", "TaskAborted")
+        self.topics = {name: task.topic(name) for name in events}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sync_loop, name="relay-sync", daemon=True)
         self._thread.start()
@@ -248,6 +258,8 @@ class Relay:
                     self.chain.new_block.wait(max(0.005, wait))
 
     def _process_block(self, record):
+        if self.era_b:
+            return self._process_block_era_b(record)
         # Per receipt, like tasks/sync_block.go: pending, started, success, aborted.
         by_tx: dict[bytes, list] = {}
         for rec in record.logs:
@@ -266,10 +278,71 @@ class Relay:
                 self._on_started(task_id, nodes, record.timestamp)
             for rec in logs:
                 if rec.topics[0] == self.topics["TaskSuccess"]:
-                    self._on_success(int.from_bytes(rec.topics[1], "big"), to_checksum_address(rec.topics[2][12:]), rec.json["data"])
+                    data = bytes.fromhex(rec.json["data"][2:])
+                    length = int.from_bytes(data[32:64], "big")
+                    self._on_success(int.from_bytes(rec.topics[1], "big"), to_checksum_address(rec.topics[2][12:]), data[64 : 64 + length])
             for rec in logs:
                 if rec.topics[0] == self.topics["TaskAborted"]:
                     self._on_aborted(int.from_bytes(rec.topics[1], "big"))
+
+    def _process_block_era_b(self, record):
+        # crynux-relay@fa0afaa tasks/sync_block.go: over the block range, every
+        # TaskCreated (row + selected node), then every TaskSuccess, then every
+        # TaskAborted; the task id is the first data word of all three.
+        logs = [rec for rec in record.logs if rec.address == self.task_address and rec.topics]
+        created: dict[int, dict] = {}
+        for rec in logs:
+            if rec.topics[0] == self.topics["TaskCreated"]:
+                data = bytes.fromhex(rec.json["data"][2:])
+                task_id = int.from_bytes(data[0:32], "big")
+                entry = created.setdefault(task_id, {"rec": rec, "data": data, "nodes": []})
+                entry["nodes"].append(to_checksum_address(rec.topics[2][12:]))
+        for task_id, entry in created.items():
+            self._on_created_era_b(task_id, entry["rec"], entry["data"], entry["nodes"], record.timestamp)
+        for rec in logs:
+            if rec.topics[0] == self.topics["TaskSuccess"]:
+                data = bytes.fromhex(rec.json["data"][2:])
+                length = int.from_bytes(data[64:96], "big")
+                self._on_success(int.from_bytes(data[0:32], "big"), to_checksum_address(rec.topics[1][12:]), data[96 : 96 + length])
+        for rec in logs:
+            if rec.topics[0] == self.topics["TaskAborted"]:
+                self._on_aborted(int(rec.json["data"][2:66], 16))
+
+    def _on_created_era_b(self, task_id: int, rec, data: bytes, nodes: list[str], block_timestamp: int):
+        if self.blind(task_id) or (task_id not in self.tasks and self.config.roll("relay_blind_rate", "relay_blind")):
+            self.blinded.add(task_id)
+            if self.listener:  # the nodes follow the chain themselves: their watchdog still runs
+                self.listener.task_started(task_id, block_timestamp)
+            return
+        # The Go relay reads vramLimit with getTask; the same value from the createTask input.
+        vram = 0
+        tx = self.chain.transaction(bytes.fromhex(rec.json["transactionHash"][2:]))
+        if tx and tx["input"][:10] == "0x6ab702ed":
+            vram = int(tx["input"][10 + 3 * 64 : 10 + 4 * 64], 16)
+        now = time.time()
+        with self.lock:
+            task = self.tasks.get(task_id)
+            if task is None:
+                self._row_ids += 1
+                task = self.tasks[task_id] = RelayTask(
+                    id=self._row_ids,
+                    task_id=task_id,
+                    creator=to_checksum_address(rec.topics[1][12:]),
+                    task_hash="0x" + data[64:96].hex(),
+                    data_hash="0x" + data[96:128].hex(),
+                    task_type=int.from_bytes(data[32:64], "big"),
+                    vram_limit=vram,
+                    created_at=now,
+                    updated_at=now,
+                )
+            for address in nodes:
+                self._node_row_ids += 1
+                task.selected_nodes.append(SelectedNode(self._node_row_ids, address, now))
+            ready = task.status == PARAMS_UPLOADED and len(task.selected_nodes) >= 3
+        if self.listener:
+            self.listener.task_started(task_id, block_timestamp)
+            if ready:
+                self.listener.task_ready(task_id)
 
     def blind(self, task_id: int) -> bool:
         """The relay never sees this task (relay_blind_task_ids / relay_blind_rate)."""
@@ -326,16 +399,15 @@ class Relay:
             if ready:
                 self.listener.task_ready(task_id)
 
-    def _on_success(self, task_id: int, result_node: str, data_hex: str):
+    def _on_success(self, task_id: int, result_node: str, result: bytes):
         with self.lock:
             task = self._task(task_id)
-            if task is None or task.status != PARAMS_UPLOADED:
+            # era D: only from ParamsUploaded; era B (fa0afaa): whatever the status
+            if task is None or (task.status != PARAMS_UPLOADED and not self.era_b):
                 return
-            data = bytes.fromhex(data_hex[2:])
-            length = int.from_bytes(data[32:64], "big")
             for node in task.selected_nodes:
                 if node.node_address == result_node:
-                    node.result = "0x" + data[64 : 64 + length].hex()
+                    node.result = "0x" + result.hex()
                     node.is_result_selected = True
             task.status = PENDING_RESULTS
             task.updated_at = time.time()
@@ -345,7 +417,8 @@ class Relay:
     def _on_aborted(self, task_id: int):
         with self.lock:
             task = self._task(task_id)
-            if task is None or task.status == RESULTS_UPLOADED:
+            # era D: not after ResultsUploaded; era B (fa0afaa): whatever the status
+            if task is None or (task.status == RESULTS_UPLOADED and not self.era_b):
                 return
             task.status = ABORTED
             task.updated_at = time.time()
@@ -487,7 +560,8 @@ class Relay:
             task = self._task(task_id)
             if task is None:
                 raise BindError("task_id", "Task not found")
-            if task.status < PARAMS_UPLOADED or len(task.selected_nodes) < 3:
+            # the "fewer than 3 selected nodes" check came after fa0afaa (era B)
+            if task.status < PARAMS_UPLOADED or (len(task.selected_nodes) < 3 and not self.era_b):
                 raise BindError("task_id", "Task not ready")
             allowed = [task.creator] + [n.node_address for n in task.selected_nodes]
             if self._pick(signers, *allowed) not in allowed:
@@ -541,7 +615,7 @@ class RelayHandler(Handler):
         query = parse_qs(url.query, keep_blank_values=True)
         # always drain it: keep-alive needs a clean stream
         body, truncated = self.read_body_prefix(MAX_BODY)
-        if method == "GET" and path == "/v1/now":
+        if method == "GET" and path == "/v1/now" and not relay.era_b:  # no such route at fa0afaa
             action = lambda: (200, json.dumps({"message": "success", "data": {"now": int(time.time())}}, separators=(",", ":")).encode())
         elif method == "POST" and path == "/v1/inference_tasks":
             action = lambda: relay.create_task(body, truncated)
@@ -553,6 +627,7 @@ class RelayHandler(Handler):
             self.send(404, b"404 page not found", "text/plain")
             return
         relay.requests += 1
+        route = "now" if path == "/v1/now" else "upload" if method == "POST" else "result" if _ROUTE_RESULT.fullmatch(path) else "task"
         if relay.config.roll("relay_http500_rate", "relay_http500"):
             self.send(500, b'{"message":"devnet: injected relay fault"}', "application/json; charset=utf-8")
             return
@@ -570,6 +645,8 @@ class RelayHandler(Handler):
         if relay.config.roll("relay_stall_rate", "relay_stall"):
             time.sleep(relay.config["relay_stall_ms"] / 1000)
         status, payload, *rest = result
+        key = f"{route} {status}"  # e.g. "result 400": results not uploaded yet
+        relay.requests_by_kind[key] = relay.requests_by_kind.get(key, 0) + 1
         content_type = rest[0] if rest else ("application/json; charset=utf-8" if payload else None)
         headers = rest[1] if len(rest) > 1 else None
         if truncated:

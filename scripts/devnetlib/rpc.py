@@ -13,7 +13,7 @@ import logging
 import time
 
 from . import hexutil as hx
-from .chain import BLOCK_GAS_LIMIT, DEFAULT_TIP, ExecutionError, TxRejected, error_string
+from .chain import DEFAULT_TIP, ExecutionError, TxRejected, error_string
 from .hexutil import ParamError
 from .httpbase import Handler
 
@@ -47,6 +47,10 @@ class RPC:
         self.chain = chain
         self.config = config
         self.calls = 0
+        # For the benchmark's requests per job: HTTP requests (a batch is one) and calls by
+        # kind ("eth_call 0x1d65e77e": method, and the selector when it calls a contract).
+        self.http_requests = 0
+        self.calls_by_kind: dict[str, int] = {}
         self.methods = {
             "web3_clientVersion": self.web3_clientVersion,
             "net_version": self.net_version,
@@ -75,6 +79,7 @@ class RPC:
 
     def handle(self, body: bytes) -> bytes | None:
         """Process one HTTP body; returns the response body (None: nothing to send)."""
+        self.http_requests += 1
         try:
             request = json.loads(body)
         except (ValueError, UnicodeDecodeError):
@@ -109,6 +114,13 @@ class RPC:
         if msg.get("jsonrpc") != "2.0" or not isinstance(method, str) or not method:
             return self._error(id_, -32600, "invalid request")
         self.calls += 1
+        kind = method
+        params = msg.get("params")
+        if method in ("eth_call", "eth_estimateGas") and isinstance(params, list) and params and isinstance(params[0], dict):
+            data = params[0].get("data") or params[0].get("input")
+            if isinstance(data, str):
+                kind += " " + data[:10]
+        self.calls_by_kind[kind] = self.calls_by_kind.get(kind, 0) + 1
         if self.config.roll("rpc_error_rate", "rpc_error"):
             reply = self._error(id_, -32603, "devnet: injected JSON-RPC error")
             return None if notification else reply
@@ -284,13 +296,13 @@ class RPC:
             return fn(call, tag)
         except ExecutionError as exc:
             if self.config["rpc_flavor"] == "ethermint":
-                raise self._ethermint_error(exc, estimate, call) from None
+                raise self._ethermint_error(exc, estimate, call, self.chain.block_gas_limit) from None
             if exc.kind == "revert" and not exc.data:
                 raise RPCError(-32000, exc.message) from None
             raise RPCError(exc.code, exc.message, hx.data(exc.data) if exc.data else None) from None
 
     @staticmethod
-    def _ethermint_error(exc: ExecutionError, estimate: bool, call: dict) -> RPCError:
+    def _ethermint_error(exc: ExecutionError, estimate: bool, call: dict, gas_cap: int) -> RPCError:
         """How an Ethermint node (ethermint@fd8c2d2) reports a failed call.
 
         eth_call: rpc/backend/call_tx.go:388-393 builds a RevertError in the RPC
@@ -311,7 +323,7 @@ class RPC:
             return RPCError(3, text, hx.data(exc.data or b""))
         if estimate:
             if exc.kind == "out_of_gas":
-                return RPCError(-32000, f"rpc error: code = Unknown desc = gas required exceeds allowance ({call.get('gas') or BLOCK_GAS_LIMIT})")
+                return RPCError(-32000, f"rpc error: code = Unknown desc = gas required exceeds allowance ({call.get('gas') or gas_cap})")
             return RPCError(-32000, f"rpc error: code = Unknown desc = {exc.message}")
         return RPCError(-32000, f"rpc error: code = Internal desc = {exc.message}")
 

@@ -27,6 +27,7 @@ def test_up_status_refuse_down():
             assert set(on_disk) >= {"rpc_url", "relay_url", "admin_url", "chain_id", "task_contract",
                                     "task_queue_contract", "accounts", "pid"}
             assert on_disk["chain_id"] == 4242 and len(on_disk["accounts"]) >= 5
+            assert on_disk["profile"] == "era-d" and "token_contract" not in on_disk
             client = Client(on_disk)
             assert client.rpc("eth_chainId") == hex(4242)
             balance = int(client.rpc("eth_getBalance", on_disk["accounts"][0]["address"], "latest"), 16)
@@ -46,6 +47,7 @@ def test_up_status_refuse_down():
 def test_help_lists_every_knob():
     out = subprocess.run([DEVNET, "up", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    for flag in ("--idle-block-ms", "--sd-schema {68b52d2,8fcf6e7,union}", "--relay-blind-task-ids", "--node-gpu-kinds",
-                 "--rpc-flavor {geth,ethermint}", "--logs-max-block-range"):
+    for flag in ("--idle-block-ms", "--sd-schema {68b52d2,8fcf6e7,union,c0d652a}", "--relay-blind-task-ids", "--node-gpu-kinds",
+                 "--rpc-flavor {geth,ethermint}", "--logs-max-block-range", "--profile {era-d,hydrogen}",
+                 "--task-fee-per-node"):
         assert flag in out.stdout
