@@ -138,6 +138,24 @@ extension JobStore {
         }
     }
 
+    /// Applies many plain "still waiting" outcomes (`.wait` with no facts, note, error or
+    /// observation: a poll that found its task running) in one statement, each fenced by its
+    /// lease as `apply` would. The same write `apply` makes for such an outcome, without a
+    /// history line; one commit per poll batch instead of one per job. Returns the ids written.
+    public static func applyStillWaiting(_ db: PostgresConnection, _ waits: [(job: Job, after: Double)]) throws -> Set<Int64> {
+        guard !waits.isEmpty else { return [] }
+        let rows = try db.query("""
+            UPDATE crynux.jobs j SET run_at = now() + make_interval(secs => w.after), stage_attempts = 0,
+                locked_by = NULL, locked_until = NULL, updated_at = now()
+            FROM unnest($1::bigint[], $2::bigint[], $3::float8[]) AS w(id, token, after)
+            WHERE j.id = w.id AND j.lease_token = w.token AND j.status = 'pending'
+            RETURNING j.id
+            """, ["{" + waits.map { String($0.job.id) }.joined(separator: ",") + "}",
+                  "{" + waits.map { String($0.job.leaseToken) }.joined(separator: ",") + "}",
+                  "{" + waits.map { String($0.after) }.joined(separator: ",") + "}"])
+        return Set(try rows.map { try $0.get("id", as: Int64.self) })
+    }
+
     /// Writes what a stage observed when its outcome cannot be applied (the lease is gone, or the
     /// stage failed): a send or a receipt is a fact about the chain whoever owns the job now.
     public static func record(_ db: PostgresConnection, _ observed: Observations) throws {

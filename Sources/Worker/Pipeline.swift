@@ -121,8 +121,20 @@ struct Pipeline {
             } catch {
                 outcomes = batch.map { $0.1.retryLater($0.0, after: error) }
             }
+            // Tasks still running, the common answer, are written together: one statement.
+            var stillRunning: [(job: Job, after: Double)] = []
             for ((job, context), outcome) in zip(batch, outcomes) {
-                guarding(db, [job]) { try step(db, job, first: (outcome, context)) }
+                if case .wait(let after, let facts, nil, false, nil) = outcome, facts == JobFacts(), context.observed.isEmpty {
+                    stillRunning.append((job, after))
+                } else {
+                    guarding(db, [job]) { try step(db, job, first: (outcome, context)) }
+                }
+            }
+            guarding(db, stillRunning.map(\.job)) {
+                let written = try JobStore.applyStillWaiting(db, stillRunning)
+                for (job, after) in stillRunning where written.contains(job.id) { dueAgain(Date(timeIntervalSinceNow: after)) }
+                let lost = stillRunning.filter { !written.contains($0.job.id) }.map { String($0.job.id) }
+                if !lost.isEmpty { log.info("job(s) \(lost.joined(separator: ",")): lease lost; another worker has taken over") }
             }
         }
     }

@@ -48,6 +48,29 @@ struct StoreTests {
         #expect(try JobStore.claimNoting(db, worker: "w", limit: 1, leaseSeconds: 60).nextDueIn == nil)
     }
 
+    /// Polls that found their tasks running are written in one statement, each still fenced by its lease.
+    @Test func stillWaitingIsWrittenTogetherAndFenced() throws {
+        for _ in 0..<3 { _ = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args)) }
+        let jobs = try JobStore.claim(db, worker: "w", limit: 3, leaseSeconds: 60)
+        #expect(jobs.count == 3)
+        try steal(jobs[1])
+        let events = try jobs.map { try eventCount($0.id) }
+        let written = try JobStore.applyStillWaiting(db, jobs.map { ($0, 30) })
+        #expect(written == [jobs[0].id, jobs[2].id])
+        for job in [jobs[0], jobs[2]] {
+            let row = try db.query("""
+                SELECT locked_by IS NULL AS free, extract(epoch FROM run_at - now())::float8 AS due FROM crynux.jobs WHERE id = $1
+                """, [job.id])[0]
+            #expect(try row.get("free", as: Bool.self))
+            #expect(try row.get("due", as: Double.self) > 25)
+        }
+        // The stolen one is untouched: still leased, due as before.
+        #expect(try db.query("SELECT locked_by FROM crynux.jobs WHERE id = $1", [jobs[1].id])[0].optional("locked_by", as: String.self) == "w")
+        // No history line for a poll that changed nothing.
+        #expect(try jobs.map { try eventCount($0.id) } == events)
+        #expect(try JobStore.applyStillWaiting(db, []).isEmpty)
+    }
+
     private func steal(_ job: Job) throws {
         try db.execute("UPDATE crynux.jobs SET lease_token = lease_token + 1 WHERE id = $1", [job.id])
     }
