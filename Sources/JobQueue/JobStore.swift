@@ -62,12 +62,17 @@ public enum JobStore {
     }
 
     /// `count` copies of one job in one statement (benchmarks and load tests); returns how many.
+    /// Then the table's statistics: until autovacuum's next analyze (up to a minute), a planner
+    /// that still thinks the table empty claims by sorting every pending row (6 ms a claim with
+    /// 20,000 waiting, against 0.3 ms through the due index).
     @discardableResult
     public static func submitMany(_ db: PostgresConnection, kind: String, taskArgs: String, count: Int) throws -> Int64 {
-        try db.query("""
+        let added = try db.query("""
             WITH added AS (INSERT INTO crynux.jobs (kind, task_args) SELECT $1, $2 FROM generate_series(1, $3) RETURNING 1)
             SELECT count(*) FROM added
             """, [kind, taskArgs, Int64(count)])[0].get(0, as: Int64.self)
+        try db.execute("ANALYZE crynux.jobs")
+        return added
     }
 
     public static func job(_ db: PostgresConnection, id: Int64) throws -> Job? {

@@ -42,7 +42,7 @@ extension JobStore {
                       SELECT extract(epoch FROM min(greatest(run_at, locked_until)) - now())::float8 FROM crynux.jobs
                       WHERE status = 'pending' AND id NOT IN (SELECT id FROM due)) END AS wait) AS next
             LEFT JOIN claimed ON true
-            """, [Int64(limit), worker, leaseSeconds, held])
+            """, [Int64(limit), worker, leaseSeconds, held], planEachTime: true)
         let nextDue = try rows.first?.optional("next_due_in", as: Double.self)
         let jobs = try rows.compactMap { row -> Job? in
             guard try row.optional("id", as: Int64.self) != nil else { return nil }  // nothing claimed

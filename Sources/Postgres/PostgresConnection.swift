@@ -107,8 +107,11 @@ public final class PostgresConnection {
 
     /// Runs one statement and returns its rows (empty for statements without a result).
     @discardableResult
-    public func query(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) throws -> [PostgresRow] {
-        let result = try run(sql, parameters)
+    /// `planEachTime`: not prepared, so planned for the data of the moment. For a statement whose
+    /// best plan depends on how many rows wait (a claim: seq scan when the table is empty, the
+    /// due index from a few hundred rows on), a plan cached early stays wrong for the session.
+    public func query(_ sql: String, _ parameters: [(any PostgresEncodable)?] = [], planEachTime: Bool = false) throws -> [PostgresRow] {
+        let result = try run(sql, parameters, prepare: !planEachTime)
         defer { PQclear(result) }
         return Self.rows(of: result)
     }
@@ -131,7 +134,7 @@ public final class PostgresConnection {
         try check(result, conn)
     }
 
-    private func run(_ sql: String, _ parameters: [(any PostgresEncodable)?]) throws -> OpaquePointer {
+    private func run(_ sql: String, _ parameters: [(any PostgresEncodable)?], prepare: Bool = true) throws -> OpaquePointer {
         let params = parameters.map { $0?.postgresParameter ?? .null }
         // libpq reads a text value up to its first NUL, so it would be stored cut short; and
         // PostgreSQL text cannot hold NUL at all. Refuse instead of losing the rest silently.
@@ -168,7 +171,7 @@ public final class PostgresConnection {
             }
         }
         // Parsed and planned once per session: most of PostgreSQL's cost for our short statements.
-        let statementName = try preparedName(conn, sql, types)
+        let statementName = prepare ? try preparedName(conn, sql, types) : nil
         sentStatements.add(1, ordering: .relaxed)
         let result = execute(from: 0, [])
         guard let result else { throw lostOrFailed(conn) }
