@@ -47,6 +47,9 @@ public final class RelayClient: Sendable {
     private let http: HTTPClient
     private let clock: @Sendable () -> Int64
     private let timeout: Double?
+    /// The Relay has no `/v1/now` (Hydrogen's): requests are stamped with the local clock and the
+    /// Relay's time is never asked.
+    private let localClock: Bool
     private let state = Mutex(ClockState())
 
     /// How long a learned clock offset is trusted before it is measured again.
@@ -58,8 +61,9 @@ public final class RelayClient: Sendable {
         var measuredAt: Int64?
     }
 
-    public init(baseURL: String, key: PrivateKey, http: HTTPClient, timeout: Double? = nil,
+    public init(baseURL: String, key: PrivateKey, http: HTTPClient, timeout: Double? = nil, localClock: Bool = false,
                 clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+        self.localClock = localClock
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
         self.baseURL = base
@@ -97,6 +101,7 @@ public final class RelayClient: Sendable {
     /// unknown or stale. A Relay that cannot tell its time (no /v1/now route) leaves the offset at 0.
     func timestamp(forceSync: Bool = false) throws(RelayError) -> Int64 {
         let now = clock()
+        if localClock { return now }
         let (offset, measuredAt) = state.withLock { ($0.offset, $0.measuredAt) }
         if !forceSync, let measuredAt, now - measuredAt < Self.offsetLifetime, now >= measuredAt {
             return now + offset

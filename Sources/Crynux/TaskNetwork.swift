@@ -67,17 +67,46 @@ public struct QueueState: Sendable, Equatable {
     }
 }
 
+/// The network generations the worker speaks, chosen per deployment.
+public enum NetworkProfile: String, Sendable, CaseIterable {
+    /// Era D: payable 5-argument createTask, a task queue, the Relay with `/v1/now`.
+    case eraD = "era-d"
+    /// The Hydrogen network (era B): the wallet approves the Task contract to pull CNX, 4-argument
+    /// createTask, three nodes selected at once (no queue), the Relay without `/v1/now`.
+    case hydrogen
+}
+
+/// A wallet's standing on a network whose Task contract pulls its fee in tokens (Hydrogen).
+public struct TokenStanding: Sendable, Equatable {
+    /// The wallet's token balance (wei of CNX).
+    public let balance: BigUInt
+    /// What the Task contract may still pull from the wallet (`allowance(wallet, task)`).
+    public let allowance: BigUInt
+    /// The wallet's native balance, for gas.
+    public let gasBalance: BigUInt
+
+    public init(balance: BigUInt, allowance: BigUInt, gasBalance: BigUInt) {
+        self.balance = balance
+        self.allowance = allowance
+        self.gasBalance = gasBalance
+    }
+}
+
 /// What the create stage needs to know before it signs, read in one round trip.
 public struct CreateConditions: Sendable, Equatable {
     public let estimate: GasEstimate
     public let gasPrice: BigUInt
     /// maxPriorityFeePerGas, when asked for (EIP-1559).
     public let tip: BigUInt?
+    /// The wallet's token balance and allowance, on a network that pulls the fee in tokens; nil
+    /// where the fee is the createTask's value (era D).
+    public let token: TokenStanding?
 
-    public init(estimate: GasEstimate, gasPrice: BigUInt, tip: BigUInt?) {
+    public init(estimate: GasEstimate, gasPrice: BigUInt, tip: BigUInt?, token: TokenStanding? = nil) {
         self.estimate = estimate
         self.gasPrice = gasPrice
         self.tip = tip
+        self.token = token
     }
 }
 
@@ -127,6 +156,7 @@ public struct TaskState: Sendable, Equatable {
 /// The Crynux network as the stage machine sees it: one implementation per network generation.
 /// Calls that cannot reach the network throw; node and Relay verdicts are returned as values.
 public protocol TaskNetwork: Sendable {
+    var profile: NetworkProfile { get }
     var chainId: UInt64 { get }
     /// The SD argument schema this network's Relay enforces: arguments are checked against it
     /// before any money moves.
@@ -135,8 +165,17 @@ public protocol TaskNetwork: Sendable {
     // Transactions
     func planCreateTask(_ request: TaskRequest) throws -> CreatePlan
     func cancelTaskCall(taskId: UInt64) -> ContractCall
-    /// Gas estimate and prices for a createTask, in one round trip.
+    /// Gas estimate and prices for a createTask, with the wallet's token standing where the fee is
+    /// paid in tokens, in one round trip.
     func createConditions(for call: ContractCall, from: Address, withTip: Bool) throws -> CreateConditions
+    /// `approve(task contract, amount)` on the fee token; nil where the fee is the createTask's value.
+    func approveCall(amount: BigUInt) -> ContractCall?
+    /// What a mined createTask of `wallet` paid in tokens (its Transfer to the Task contract); nil
+    /// where the fee is the transaction's value.
+    func tokenFeePaid(in receipt: TransactionReceipt, by wallet: Address) -> BigUInt?
+    /// Whether a createTask that reverts for `reason` only lacks free nodes right now (a network
+    /// without a queue refuses it): nothing is spent by waiting and trying again.
+    func lacksFreeNodes(revertReason reason: String) -> Bool
     /// How full the task queue is, at most half a second old: a process's threads share one
     /// reading, so a backlog waiting for room costs no request per job.
     func queueState() throws -> QueueState
@@ -178,6 +217,7 @@ extension TaskNetwork {
 
 /// Era D: the payable 5-argument createTask, a TaskQueue, and the Relay with `/v1/now`.
 public final class EraDNetwork: TaskNetwork, @unchecked Sendable {
+    public var profile: NetworkProfile { .eraD }
     public let rpc: EthereumClient
     /// One Relay client per wallet: each signs with its own key.
     public let relays: [Address: RelayClient]
@@ -280,6 +320,11 @@ public final class EraDNetwork: TaskNetwork, @unchecked Sendable {
     public func cancelTaskCall(taskId: UInt64) -> ContractCall {
         ContractCall(to: task.address, data: task.cancelTaskCall(taskId: taskId))
     }
+
+    // The fee is the createTask's value; a full queue waits in the queue instead of reverting.
+    public func approveCall(amount: BigUInt) -> ContractCall? { nil }
+    public func tokenFeePaid(in receipt: TransactionReceipt, by wallet: Address) -> BigUInt? { nil }
+    public func lacksFreeNodes(revertReason reason: String) -> Bool { false }
 
     public func estimateGas(_ call: ContractCall, from: Address) throws -> GasEstimate {
         do {

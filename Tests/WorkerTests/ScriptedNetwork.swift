@@ -9,6 +9,7 @@ import Synchronization
 final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
     struct Failure: Error, CustomStringConvertible { let description: String }
 
+    var profile: NetworkProfile { read { $0.profile } }
     let chainId: UInt64 = 10_000
     var sdSchema: SDSchema = .eraDDefault
     let taskAddress = Address(bytes: [UInt8](repeating: 0x11, count: 20))
@@ -17,6 +18,10 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
     private var state = State()
 
     struct State {
+        var profile: NetworkProfile = .eraD
+        /// Hydrogen: the wallet's CNX, allowance and gas; the fee a mined createTask pulled.
+        var token = TokenStanding(balance: 0, allowance: 0, gasBalance: 0)
+        var tokenFee: BigUInt = 30
         var estimate: GasEstimate = .gas(200_000)
         var gasPrice: BigUInt = 1_000_000_000
         var tip: BigUInt = 1_000
@@ -88,7 +93,26 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
 
     func createConditions(for call: ContractCall, from: Address, withTip: Bool) throws -> CreateConditions {
         try enter("createConditions")
-        return read { CreateConditions(estimate: $0.estimate, gasPrice: $0.gasPrice, tip: withTip ? $0.tip : nil) }
+        return read {
+            CreateConditions(estimate: $0.estimate, gasPrice: $0.gasPrice, tip: withTip ? $0.tip : nil,
+                             token: $0.profile == .hydrogen ? $0.token : nil)
+        }
+    }
+
+    static let tokenAddress = Address(bytes: [UInt8](repeating: 0x22, count: 20))
+
+    func approveCall(amount: BigUInt) -> ContractCall? {
+        guard profile == .hydrogen else { return nil }
+        return ContractCall(to: Self.tokenAddress, data: ABI.selector("approve(address,uint256)") + [UInt8](repeating: 0, count: 12)
+                                + taskAddress.bytes + ABI.word(amount))
+    }
+
+    func tokenFeePaid(in receipt: TransactionReceipt, by wallet: Address) -> BigUInt? {
+        read { $0.profile == .hydrogen ? $0.tokenFee : nil }
+    }
+
+    func lacksFreeNodes(revertReason reason: String) -> Bool {
+        profile == .hydrogen && reason.hasPrefix("No ")
     }
 
     func queueState() throws -> QueueState {
