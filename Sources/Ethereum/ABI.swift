@@ -162,6 +162,7 @@ public enum ABI {
 
     /// A `uint256` argument word (cannot fail, unlike `encode`).
     public static func uintWord(_ v: UInt64) -> [UInt8] { word(BigUInt(v)) }
+    public static func uintWord(_ v: BigUInt) -> [UInt8] { word(v) }
 
     private static func padRight(_ b: [UInt8]) -> [UInt8] {
         let padding = (32 - b.count % 32) % 32

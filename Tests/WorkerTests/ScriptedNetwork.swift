@@ -104,7 +104,7 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
     func approveCall(amount: BigUInt) -> ContractCall? {
         guard profile == .hydrogen else { return nil }
         return ContractCall(to: Self.tokenAddress, data: ABI.selector("approve(address,uint256)") + [UInt8](repeating: 0, count: 12)
-                                + taskAddress.bytes + ABI.word(amount))
+                                + taskAddress.bytes + ABI.uintWord(amount))
     }
 
     func tokenFeePaid(in receipt: TransactionReceipt, by wallet: Address) -> BigUInt? {
