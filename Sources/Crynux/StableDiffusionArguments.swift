@@ -11,6 +11,9 @@ public enum SDSchema: String, Sendable, CaseIterable {
 
     /// What the era-D Relay enforced for most of its life.
     public static let eraDDefault: SDSchema = .v68b52d2
+    /// What the Hydrogen Relay (crynux-relay@fa0afaa) enforced: stable-diffusion-task@c0d652a's
+    /// schema, whose file is byte-identical at @68b52d2.
+    public static let hydrogenDefault: SDSchema = .v68b52d2
 }
 
 /// The typed view of Stable Diffusion task arguments, with the schema defaults applied. The rules are

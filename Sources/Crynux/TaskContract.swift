@@ -1,8 +1,13 @@
 import BigInt
 import Ethereum
 
-/// The era-D `TaskInfo` struct returned by `getTask` (field order of Task.sol).
+/// The era-D `TaskInfo` struct returned by `getTask` (field order of Task.sol). Era B's 16-field
+/// struct (`Layout.eraB`) decodes into it with `commitmentSubmitRounds` empty and `totalBalance` 0.
 public struct TaskInfo: Sendable, Equatable {
+    /// Which generation's `getTask` struct: era B lacks era D's fields 10 (`commitmentSubmitRounds`)
+    /// and 17 (`totalBalance`).
+    public enum Layout: Sendable { case eraD, eraB }
+
     public var id: BigUInt
     public var taskType: BigUInt
     public var creator: Address
@@ -124,17 +129,25 @@ public struct TaskContract: Sendable {
 
     // MARK: getTask
 
-    private static let taskInfoType = ABIType.tuple([
+    private static let taskInfoFields: [ABIType] = [
         .uint(256), .uint(256), .address, .fixedBytes(32), .fixedBytes(32), .uint(256), .bool,
         .array(.address), .array(.fixedBytes(32)), .array(.fixedBytes(32)), .array(.uint(256)),
         .array(.bytes), .array(.uint(256)), .address, .bool, .uint(256), .uint(256), .uint(256),
-    ])
+    ]
+    private static let eraBTaskInfoFields = taskInfoFields.enumerated().filter { $0.offset != 10 && $0.offset != 17 }.map(\.element)
 
     /// Decodes `getTask`'s return data: one dynamic tuple, so the data starts with its 0x20 offset.
-    public static func decodeTaskInfo(_ returnData: [UInt8]) throws -> TaskInfo {
-        let values = try ABI.decode([taskInfoType], from: returnData)
-        guard values.count == 1, let f = values[0].tuple, f.count == 18 else {
+    /// Field numbers in errors are era D's.
+    public static func decodeTaskInfo(_ returnData: [UInt8], layout: TaskInfo.Layout = .eraD) throws -> TaskInfo {
+        let fields = layout == .eraD ? taskInfoFields : eraBTaskInfoFields
+        let values = try ABI.decode([.tuple(fields)], from: returnData)
+        guard values.count == 1, var f = values[0].tuple, f.count == fields.count else {
             throw ContractDecodingError("getTask returned \(returnData.count) bytes that are not a TaskInfo tuple")
+        }
+        if layout == .eraB {
+            // Era D's positions, with the fields era B lacks empty.
+            f.insert(.array([]), at: 10)
+            f.append(.uint(0))
         }
         func uint(_ i: Int) throws -> BigUInt {
             guard let v = f[i].uint else { throw ContractDecodingError("TaskInfo field \(i) is not a uint") }

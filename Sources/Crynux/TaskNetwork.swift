@@ -176,6 +176,10 @@ public protocol TaskNetwork: Sendable {
     /// Whether a createTask that reverts for `reason` only lacks free nodes right now (a network
     /// without a queue refuses it): nothing is spent by waiting and trying again.
     func lacksFreeNodes(revertReason reason: String) -> Bool
+    /// Whether the Task contract deletes a succeeded task once its result node reports the
+    /// results uploaded to the Relay (era D: TaskResultUploaded). Then `getTask` tells when
+    /// fetching can start, instead of asking the Relay until it has them.
+    var deletesTaskWhenResultsUploaded: Bool { get }
     /// How full the task queue is, at most half a second old: a process's threads share one
     /// reading, so a backlog waiting for room costs no request per job.
     func queueState() throws -> QueueState
@@ -211,12 +215,14 @@ public protocol TaskNetwork: Sendable {
 }
 
 extension TaskNetwork {
+    public var deletesTaskWhenResultsUploaded: Bool { false }
+
     /// A zero-value transfer to the wallet itself: it uses a nonce and pays only gas.
     public func fillCall(for wallet: Address) -> ContractCall { ContractCall(to: wallet, data: []) }
 }
 
 /// Era D: the payable 5-argument createTask, a TaskQueue, and the Relay with `/v1/now`.
-public final class EraDNetwork: TaskNetwork, @unchecked Sendable {
+public final class EraDNetwork: RPCTaskNetwork, @unchecked Sendable {
     public var profile: NetworkProfile { .eraD }
     public let rpc: EthereumClient
     /// One Relay client per wallet: each signs with its own key.
@@ -243,32 +249,13 @@ public final class EraDNetwork: TaskNetwork, @unchecked Sendable {
     public static func connect(rpcURL: String, relayURL: String, taskContract: Address, taskQueueContract: Address,
                                keys: [PrivateKey], caFile: String? = nil, sdSchema: SDSchema = .eraDDefault,
                                logsBlockRange: UInt64? = nil) throws -> EraDNetwork {
-        let http = HTTPClient(options: HTTPOptions(connectTimeout: 5, totalTimeout: 20, caFile: caFile))
-        let rpc = EthereumClient(url: rpcURL, http: http, logsBlockRange: logsBlockRange)
-        var relays: [Address: RelayClient] = [:]
-        for key in keys { relays[key.address] = RelayClient(baseURL: relayURL, key: key, http: http) }
+        let (rpc, relays) = connectClients(rpcURL: rpcURL, relayURL: relayURL, keys: keys, caFile: caFile, logsBlockRange: logsBlockRange)
         return EraDNetwork(rpc: rpc, relays: relays, task: TaskContract(address: taskContract),
                            queue: TaskQueueContract(address: taskQueueContract), chainId: try rpc.chainId(), sdSchema: sdSchema)
     }
 
-    private func relay(_ signer: Address) throws -> RelayClient {
-        guard let relay = relays[signer] else { throw RelayError("no key for wallet \(signer.checksummed)") }
-        return relay
-    }
-
     public func createConditions(for call: ContractCall, from: Address, withTip: Bool) throws -> CreateConditions {
-        let estimateCall = CallRequest(from: from, to: call.to, data: call.data, value: call.value.isZero ? nil : call.value)
-        var requests: [(method: String, params: [JSON])] = [("eth_estimateGas", [estimateCall.json]), ("eth_gasPrice", [])]
-        if withTip { requests.append(("eth_maxPriorityFeePerGas", [])) }
-        let answers = try rpc.batch(requests)
-        let estimate: GasEstimate
-        switch answers[0] {
-        case .success(let json): estimate = .gas(try EthereumClient.decodeUInt64(json))
-        case .failure(let error) where error.isExecutionRevert: estimate = .reverts(error.revertReason?.description ?? error.message)
-        case .failure(let error): throw EthereumClientError.rpc(error)
-        }
-        return CreateConditions(estimate: estimate, gasPrice: try EthereumClient.decodeQuantity(try answers[1].rpcValue()),
-                                tip: withTip ? try EthereumClient.decodeQuantity(try answers[2].rpcValue()) : nil)
+        try createConditions(for: call, from: from, withTip: withTip, extra: []).conditions
     }
 
     public func queueState() throws -> QueueState {
@@ -325,74 +312,22 @@ public final class EraDNetwork: TaskNetwork, @unchecked Sendable {
     public func approveCall(amount: BigUInt) -> ContractCall? { nil }
     public func tokenFeePaid(in receipt: TransactionReceipt, by wallet: Address) -> BigUInt? { nil }
     public func lacksFreeNodes(revertReason reason: String) -> Bool { false }
-
-    public func estimateGas(_ call: ContractCall, from: Address) throws -> GasEstimate {
-        do {
-            return .gas(try rpc.estimateGas(CallRequest(from: from, to: call.to, data: call.data, value: call.value.isZero ? nil : call.value)))
-        } catch EthereumClientError.rpc(let error) where error.isExecutionRevert {
-            return .reverts(error.revertReason?.description ?? error.message)
-        }
-    }
-
-    public func gasPrice() throws -> BigUInt { try rpc.gasPrice() }
-    public func maxPriorityFeePerGas() throws -> BigUInt { try rpc.maxPriorityFeePerGas() }
-    public func pendingNonce(of wallet: Address) throws -> UInt64 { try rpc.getTransactionCount(wallet, block: .pending) }
-    public func minedNonce(of wallet: Address) throws -> UInt64 { try rpc.getTransactionCount(wallet, block: .latest) }
-
-    public func transactionThatUsed(nonce: UInt64, of wallet: Address) throws -> [UInt8]? {
-        guard let block = try rpc.firstBlock(whereNonceOf: wallet, exceeds: nonce),
-              let transactions = try rpc.blockTransactions(block) else { return nil }
-        return transactions.first { $0.from == wallet && $0.nonce == nonce }?.hash
-    }
+    public var deletesTaskWhenResultsUploaded: Bool { true }
 
     public func tasksCreated(by creator: Address, fromNonce nonce: UInt64) throws -> [CreatedTask] {
-        guard let from = try rpc.firstBlock(whereNonceOf: creator, exceeds: nonce) else { return [] }
-        let filter = LogFilter(fromBlock: .number(from), toBlock: .latest, address: task.address,
-                               topics: [[TaskContract.taskPendingTopic], [[UInt8](repeating: 0, count: 12) + creator.bytes]])
-        var times: [UInt64: UInt64] = [:]
-        return try rpc.getLogs(filter).compactMap { log in
+        try tasksCreated(by: creator, fromNonce: nonce, filter: { from in
+            LogFilter(fromBlock: .number(from), toBlock: .latest, address: task.address,
+                      topics: [[TaskContract.taskPendingTopic], [TaskContract.word(creator)]])
+        }, decode: { log in
             guard log.data.count >= 128, let id = TaskContract.uint64(fromWord: Array(log.data[0..<32])) else { return nil }
-            if times[log.blockNumber] == nil { times[log.blockNumber] = try rpc.blockTimestamp(log.blockNumber) ?? 0 }
-            let fee = try rpc.transaction(log.transactionHash)?.value ?? 0
-            return CreatedTask(taskId: id, taskHash: Array(log.data[64..<96]), txHash: log.transactionHash, block: log.blockNumber,
-                               time: times[log.blockNumber]!, fee: fee)
-        }
+            return (id, Array(log.data[64..<96]))
+        }, fee: { log in try rpc.transaction(log.transactionHash)?.value ?? 0 })
     }
-    public func send(raw: [UInt8]) throws -> SendVerdict { try rpc.send(raw: raw) }
-    public func receipt(of hash: [UInt8]) throws -> TransactionReceipt? { try rpc.getTransactionReceipt(hash) }
+
     public func createdTaskId(in receipt: TransactionReceipt) -> UInt64? { task.createdTaskId(in: receipt) }
 
-    public func revertReason(of call: ContractCall, from: Address, gas: UInt64, block: UInt64) -> String {
-        do {
-            _ = try rpc.call(CallRequest(from: from, to: call.to, data: call.data, value: call.value, gas: gas),
-                             block: .number(block > 0 ? block - 1 : 0))
-            return "unknown reason (the replay did not revert; out of gas at limit \(gas)?)"
-        } catch EthereumClientError.rpc(let error) {
-            return error.revertReason?.description ?? error.message
-        } catch {
-            return "unknown reason (replay failed: \(error))"
-        }
-    }
-
     public func readTasks(_ taskIds: [UInt64]) throws -> [Result<TaskState, any Error>] {
-        let requests = taskIds.map { id in
-            (method: "eth_call", params: EthereumClient.callParams(CallRequest(to: task.address, data: task.getTaskCall(taskId: id)),
-                                                                   block: .latest))
-        }
-        return try rpc.batch(requests).map { answer in
-            Result {
-                let info = try TaskContract.decodeTaskInfo(try EthereumClient.decodeCallResult(try answer.get()))
-                return Self.state(of: info)
-            }
-        }
-    }
-
-    static func state(of info: TaskInfo) -> TaskState {
-        let deadline = info.timeout.bitWidth <= 64 ? UInt64(info.timeout) : UInt64.max
-        guard info.exists else { return TaskState(phase: .absent) }
-        if info.succeeded { return TaskState(phase: .succeeded(resultNode: info.resultNode), deadline: deadline) }
-        if info.aborted { return TaskState(phase: .aborted, deadline: deadline) }
-        return TaskState(phase: .running, deadline: deadline)
+        try readTasks(taskIds, at: task.address) { try TaskContract.decodeTaskInfo($0) }
     }
 
     public func finishedOutcome(taskId: UInt64, fromBlock: UInt64) throws -> TaskOutcome? {
@@ -401,23 +336,5 @@ public final class EraDNetwork: TaskNetwork, @unchecked Sendable {
 
     public func isQueued(taskId: UInt64) throws -> Bool {
         try TaskQueueContract.decodeBool(try rpc.call(CallRequest(to: queue.address, data: queue.includeCall(taskId: taskId))))
-    }
-
-    public func uploadTaskArguments(taskId: UInt64, arguments: String, signer: Address) throws -> UploadOutcome {
-        try relay(signer).uploadTaskArguments(taskId: taskId, arguments: arguments)
-    }
-
-    public func downloadResult(taskId: UInt64, index: Int, signer: Address) throws -> DownloadOutcome {
-        try relay(signer).downloadResult(taskId: taskId, index: index)
-    }
-}
-
-extension Result where Success == JSON, Failure == JSONRPCError {
-    /// A batch item's result, or its error as the client throws one for a single call.
-    func rpcValue() throws -> JSON {
-        switch self {
-        case .success(let json): return json
-        case .failure(let error): throw EthereumClientError.rpc(error)
-        }
     }
 }

@@ -57,6 +57,13 @@ public struct Job: Sendable {
     public let recreations: Int
     /// Set once the worker decided to cancel the task on chain for its refund: why.
     public let refundReason: String?
+    /// The network generation the job's transactions were signed for (`era-d`, `hydrogen`); a
+    /// backend may set it to pin an unsigned job to one.
+    public let networkProfile: String?
+    /// Hydrogen: the CNX the Task contract pulled for the task.
+    public let tokenFeeWei: BigUInt?
+    /// Hydrogen: the approval this job signed because the wallet's allowance was short.
+    public let approvalTxHash: [UInt8]?
 
     public init(row: PostgresRow) throws {
         let read = RowReader(row)
@@ -102,6 +109,9 @@ public struct Job: Sendable {
         retryStage = try read.enumValue("retry_stage", JobStage.self)
         recreations = try row.get("recreations")
         refundReason = try row.optional("refund_reason")
+        networkProfile = try row.optional("network_profile")
+        tokenFeeWei = try read.wei("token_fee_wei")
+        approvalTxHash = try read.hexBytes("approval_tx_hash", count: 32)
     }
 }
 
@@ -122,6 +132,8 @@ public enum TransactionPurpose: String, Sendable {
     case cancelTask = "cancel_task"
     /// A zero-value transfer to the wallet itself, using a nonce nothing else can.
     case fillNonce = "fill_nonce"
+    /// Hydrogen: ERC20 `approve(task contract, amount)`, so that createTask can pull the fee.
+    case approve
 }
 
 /// A transaction signed for a job, as stored in `crynux.job_transactions` before it was sent.

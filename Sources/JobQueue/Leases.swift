@@ -9,17 +9,18 @@ extension JobStore {
     /// workers never wait on each other, and commits at once: no transaction stays open while
     /// the stage does its network work. Each claim bumps the job's lease token. A job belongs to
     /// the wallet that signed its first transaction: only a worker holding that key (one of
-    /// `wallets`; nil: any) may claim it; a job not signed yet goes to any worker.
-    public static func claim(_ db: PostgresConnection, worker: String, wallets: [Address]? = nil, limit: Int,
+    /// `wallets`; nil: any) may claim it; a job not signed yet goes to any worker. A job of a
+    /// network profile (signed for it, or pinned to it) goes only to a worker of that `profile`.
+    public static func claim(_ db: PostgresConnection, worker: String, wallets: [Address]? = nil, profile: String? = nil, limit: Int,
                              leaseSeconds: Double) throws -> [Job] {
-        try claimNoting(db, worker: worker, wallets: wallets, limit: limit, leaseSeconds: leaseSeconds).jobs
+        try claimNoting(db, worker: worker, wallets: wallets, profile: profile, limit: limit, leaseSeconds: leaseSeconds).jobs
     }
 
     /// `claim`, and when it took fewer than `limit` jobs (nothing more is due), the seconds until
     /// the next pending job can be claimed (`secondsUntilNextDue`), in the same round trip: an
     /// idle worker's look at the queue is one statement, not two.
-    public static func claimNoting(_ db: PostgresConnection, worker: String, wallets: [Address]? = nil, limit: Int,
-                                   leaseSeconds: Double) throws -> (jobs: [Job], nextDueIn: Double?) {
+    public static func claimNoting(_ db: PostgresConnection, worker: String, wallets: [Address]? = nil, profile: String? = nil,
+                                   limit: Int, leaseSeconds: Double) throws -> (jobs: [Job], nextDueIn: Double?) {
         let held: String? = wallets.map { "{" + $0.map(\.bytes.hex).joined(separator: ",") + "}" }
         // The next-due subquery sees the rows as they were before this statement: the jobs
         // claimed here are left out, or they would look due at once.
@@ -29,6 +30,7 @@ extension JobStore {
                 WHERE status = 'pending' AND run_at <= now()
                   AND (locked_until IS NULL OR locked_until < now())
                   AND ($4::text[] IS NULL OR wallet_address IS NULL OR wallet_address = ANY($4::text[]))
+                  AND ($5::text IS NULL OR network_profile IS NULL OR network_profile = $5)
                 ORDER BY priority DESC, stage_rank DESC, run_at, id
                 LIMIT $1
                 FOR UPDATE SKIP LOCKED),
@@ -42,7 +44,7 @@ extension JobStore {
                       SELECT extract(epoch FROM min(greatest(run_at, locked_until)) - now())::float8 FROM crynux.jobs
                       WHERE status = 'pending' AND id NOT IN (SELECT id FROM due)) END AS wait) AS next
             LEFT JOIN claimed ON true
-            """, [Int64(limit), worker, leaseSeconds, held], planEachTime: true)
+            """, [Int64(limit), worker, leaseSeconds, held, profile], planEachTime: true)
         let nextDue = try rows.first?.optional("next_due_in", as: Double.self)
         let jobs = try rows.compactMap { row -> Job? in
             guard try row.optional("id", as: Int64.self) != nil else { return nil }  // nothing claimed
@@ -73,7 +75,8 @@ extension JobStore {
         j.lease_token, j.fee_wei_override, j.vram_limit_override, j.task_type_override, j.task_type, j.task_hash, j.cap,
         j.vram_limit, j.fee_wei, j.wallet_address, j.chain_id, j.tx_nonce, j.tx_hash, j.tx_block_number, j.task_id,
         j.task_deadline, j.result_node, j.abort_reason, j.submitted_at, j.tx_signed_at, j.tx_mined_at, j.args_uploaded_at,
-        j.task_queued_at, j.task_finished_at, j.finished_at, j.last_error, j.retry_stage, j.recreations, j.refund_reason
+        j.task_queued_at, j.task_finished_at, j.finished_at, j.last_error, j.retry_stage, j.recreations, j.refund_reason,
+        j.network_profile, j.token_fee_wei, j.approval_tx_hash
         """
 
     private static func failUnreadable(_ db: PostgresConnection, id: Int64, reason: String, worker: String) throws {
@@ -277,6 +280,9 @@ extension JobStore {
         add("result_node", facts.resultNode?.checksummed)
         add("abort_reason", facts.abortReason)
         add("refund_reason", facts.refundReason)
+        add("network_profile", facts.networkProfile)
+        add("token_fee_wei", facts.tokenFeeWei?.description)
+        add("approval_tx_hash", facts.approvalTxHash?.hex)
         return columns
     }
 
@@ -284,7 +290,7 @@ extension JobStore {
     static let forgetTask = [
         "tx_nonce = NULL", "tx_hash = NULL", "tx_block_number = NULL", "task_id = NULL", "task_deadline = NULL",
         "wallet_address = NULL", "chain_id = NULL", "result_node = NULL", "abort_reason = NULL", "fee_wei = NULL",
-        "refund_reason = NULL", "tx_signed_at = NULL", "tx_mined_at = NULL", "args_uploaded_at = NULL", "task_queued_at = NULL",
+        "refund_reason = NULL", "token_fee_wei = NULL", "tx_signed_at = NULL", "tx_mined_at = NULL", "args_uploaded_at = NULL", "task_queued_at = NULL",
         "task_finished_at = NULL",
     ]
 

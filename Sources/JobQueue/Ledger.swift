@@ -42,8 +42,14 @@ extension JobStore {
             let signed = try sign(nonce)
             // The job's own tx columns describe its first createTask (the mined one replaces the
             // hash later); other transactions live only in job_transactions.
-            let txColumns: [(String, (any PostgresEncodable)?)] = draft.purpose == .createTask && draft.replacingNonce == nil
+            var txColumns: [(String, (any PostgresEncodable)?)] = draft.purpose == .createTask && draft.replacingNonce == nil
                 ? [("tx_nonce", try int64(nonce, "nonce")), ("tx_hash", signed.hash.hex)] : []
+            if draft.purpose == .approve {
+                // One approval of a wallet on its way at a time: checked with the wallet row
+                // locked (above), so two workers short of allowance at once sign only one.
+                if try pendingApproval(db, wallet: draft.wallet) != nil { throw ApprovalInFlight() }
+                txColumns.append(("approval_tx_hash", signed.hash.hex))
+            }
             let update = JobUpdate(facts: facts, detail: "\(note): nonce \(nonce), tx \(signed.hash.hex)")
             guard try write(db, update, to: job, worker: worker, keepLease: true, extra: txColumns) else { throw LeaseLost() }
             let stored = try insert(db, draft, nonce: nonce, signed: signed, jobId: job.id)
@@ -188,6 +194,26 @@ extension JobStore {
                 SET next_nonce = greatest(crynux.wallets.next_nonce, EXCLUDED.next_nonce),
                     chain_id = EXCLUDED.chain_id, updated_at = now()
             """, [wallet.bytes.hex, try int64(chainId, "chain id"), try int64(pendingNonce, "nonce")])
+    }
+
+    /// The wallet's approval that may still be mined: not refused, not seen mined, and its nonce
+    /// not used by another transaction seen mined (a fill). Jobs short of allowance wait for it.
+    public static func pendingApproval(_ db: PostgresConnection, wallet: Address) throws -> StoredTransaction? {
+        try db.query("""
+            SELECT t.* FROM crynux.job_transactions t
+            WHERE t.wallet_address = $1 AND t.purpose = 'approve' AND t.mined_block IS NULL AND t.refused_at IS NULL
+              AND NOT EXISTS (SELECT 1 FROM crynux.job_transactions m
+                              WHERE m.wallet_address = t.wallet_address AND m.nonce = t.nonce AND m.mined_block IS NOT NULL)
+            ORDER BY t.nonce DESC, t.signed_at DESC LIMIT 1
+            """, [wallet.bytes.hex]).first.map { try StoredTransaction(row: $0) }
+    }
+
+    /// The chain a wallet's row signs for; nil for an unknown wallet.
+    public static func walletChain(_ db: PostgresConnection, wallet: Address) throws -> UInt64? {
+        guard let row = try db.query("SELECT chain_id FROM crynux.wallets WHERE address = $1", [wallet.bytes.hex]).first else {
+            return nil
+        }
+        return try RowReader(row).unsigned("chain_id")
     }
 
     /// The wallet's next nonce as the database hands it out; nil for an unknown wallet.

@@ -28,12 +28,21 @@ public struct JobFacts: Sendable, Equatable {
     public var abortReason: String?
     /// Why the worker now cancels the task on chain for its refund.
     public var refundReason: String?
+    /// The network profile the job's transactions are signed for.
+    public var networkProfile: String?
+    /// Hydrogen: the CNX pulled for the task; the approval the job signed.
+    public var tokenFeeWei: BigUInt?
+    public var approvalTxHash: [UInt8]?
     public var stamps: Set<JobStamp> = []
 
     public init(taskType: UInt64? = nil, taskHash: [UInt8]? = nil, cap: UInt64? = nil, vramLimit: UInt64? = nil,
                 feeWei: BigUInt? = nil, walletAddress: Address? = nil, chainId: UInt64? = nil, txHash: [UInt8]? = nil,
                 txBlockNumber: UInt64? = nil, taskId: UInt64? = nil, taskDeadline: Date? = nil, resultNode: Address? = nil,
-                abortReason: String? = nil, refundReason: String? = nil, stamps: Set<JobStamp> = []) {
+                abortReason: String? = nil, refundReason: String? = nil, networkProfile: String? = nil, tokenFeeWei: BigUInt? = nil,
+                approvalTxHash: [UInt8]? = nil, stamps: Set<JobStamp> = []) {
+        self.networkProfile = networkProfile
+        self.tokenFeeWei = tokenFeeWei
+        self.approvalTxHash = approvalTxHash
         self.taskType = taskType
         self.taskHash = taskHash
         self.cap = cap
@@ -142,6 +151,11 @@ public struct Observations: Sendable, Equatable {
 
 /// Admission control said no: creating now could evict one of our own queued tasks.
 public struct AdmissionDenied: Error, Sendable {
+    public init() {}
+}
+
+/// Another approval of the wallet is on its way: the job waits for it instead of signing one more.
+public struct ApprovalInFlight: Error, Sendable {
     public init() {}
 }
 

@@ -18,6 +18,10 @@ struct CreateStage {
 
     private func sign(_ job: Job, _ context: StageContext) throws -> StageOutcome {
         let config = context.config
+        // An approval (or the fill of its nonce) stored a moment ago: send it, then wait for it.
+        if let signed = context.justSigned {
+            return try sendApproval(job, signed, context)
+        }
         if job.cancelRequested {
             return .cancel(note: "cancelled before any transaction was signed")
         }
@@ -40,8 +44,9 @@ struct CreateStage {
         let request = TaskRequest(taskType: job.taskTypeOverride ?? task.taskType, taskHash: task.taskHash,
                                   vramLimit: job.vramLimitOverride ?? task.vramLimit, cap: task.cap,
                                   fee: job.feeWeiOverride ?? config.feePerResultWei * BigUInt(task.cap))
+        let hydrogen = context.network.profile == .hydrogen
         // The queue prices a task at fee / cap (whole wei); at 0 it never leaves the queue.
-        guard request.fee >= BigUInt(request.cap) else {
+        guard hydrogen || request.fee >= BigUInt(request.cap) else {
             return .fail(reason: "the fee of \(request.fee) wei is below one wei per result (\(request.cap)): such a task would never leave the queue; no transaction was sent",
                          retryFrom: .create)
         }
@@ -54,6 +59,9 @@ struct CreateStage {
         }
         let call = try context.network.planCreateTask(request).createTask
         let conditions = try context.network.createConditions(for: call, from: context.wallet.address, withTip: config.useEIP1559)
+        if let token = conditions.token, let outcome = try tokenGate(job, token, conditions, context) {
+            return outcome
+        }
 
         let gasLimit: UInt64
         if let fixed = config.gasLimit {
@@ -66,6 +74,8 @@ struct CreateStage {
                 // a start costs about twice a queueing. Unused gas is not charged.
                 let doubled = estimate.multipliedReportingOverflow(by: 2)
                 gasLimit = max(doubled.overflow ? .max : doubled.partialValue, config.minimumGasLimit)
+            case .reverts(let reason) where context.network.lacksFreeNodes(revertReason: reason):
+                return waitForNodes(job, reason, context)
             case .reverts(let reason):
                 // The node simulated it and it reverts: refuse now, before any money moves.
                 return .fail(reason: "createTask would revert (\(reason)); no transaction was sent", retryFrom: .create)
@@ -73,12 +83,17 @@ struct CreateStage {
         }
         let price = config.gasPriceWei ?? (config.useEIP1559 ? conditions.gasPrice * 2 : conditions.gasPrice)
         let tip = conditions.tip.map { min($0, price) }
+        if let token = conditions.token, token.gasBalance < price * BigUInt(gasLimit) {
+            return .fail(reason: "not enough gas: the wallet \(context.wallet.address.checksummed) holds \(token.gasBalance) wei and the createTask may use \(price * BigUInt(gasLimit)); no transaction was sent",
+                         retryFrom: .create)
+        }
         let draft = context.draft(.createTask, call, gasLimit: gasLimit, gasPrice: price, tip: tip,
                                   admission: (queue.limit - queue.size, queue.readAt))
+        // Hydrogen's fee is what the contract pulls (recorded from the receipt), not the value.
         let facts = JobFacts(taskType: request.taskType, taskHash: request.taskHash, cap: request.cap, vramLimit: request.vramLimit,
-                             feeWei: request.fee, walletAddress: context.wallet.address, chainId: context.wallet.chainId,
-                             stamps: [.txSigned])
-        var note = "signed createTask (fee \(request.fee) wei, gas \(gasLimit))"
+                             feeWei: hydrogen ? nil : request.fee, walletAddress: context.wallet.address, chainId: context.wallet.chainId,
+                             networkProfile: context.network.profile.rawValue, stamps: [.txSigned])
+        var note = hydrogen ? "signed createTask (gas \(gasLimit))" : "signed createTask (fee \(request.fee) wei, gas \(gasLimit))"
         // The queue starts the best-paid task first and, when full, evicts the cheapest without
         // refund: a price below every queued task's is a risk the operator should see.
         let perResult = request.fee / BigUInt(request.cap)
@@ -86,6 +101,88 @@ struct CreateStage {
             note += "; warning: its price of \(perResult) wei per result is below the cheapest queued task's (\(cheapest)): it starts after all \(queue.size) queued tasks and is the first evicted when the queue is full"
         }
         return .sign(draft, facts: facts, note: note)
+    }
+
+    // MARK: Hydrogen: the fee is pulled in CNX, by allowance
+
+    /// Before a createTask on a network that pulls its fee in tokens: the wallet must hold the
+    /// fee and allow the Task contract to take it. A short balance fails the job with nothing
+    /// spent; a short allowance signs one approval for the wallet (or waits for the one on its way).
+    private func tokenGate(_ job: Job, _ token: TokenStanding, _ conditions: CreateConditions, _ context: StageContext) throws -> StageOutcome? {
+        let config = context.config
+        let fee = job.feeWeiOverride ?? config.tokenTaskFeeWei
+        guard token.balance >= fee else {
+            return .fail(reason: "not enough CNX: the wallet \(context.wallet.address.checksummed) holds \(cnx(token.balance)) and a task costs \(cnx(fee)); no transaction was sent",
+                         retryFrom: .create)
+        }
+        guard token.allowance < fee else { return nil }
+        if let pending = try context.pendingApproval() {
+            if try context.minedReceipt(of: [pending]) != nil { return .wait(after: 0) }  // mined: read the allowance again
+            return .wait(after: 1)
+        }
+        let amount: BigUInt
+        switch config.approval {
+        case .none:
+            return .fail(reason: "not enough allowance: the wallet \(context.wallet.address.checksummed) allows the Task contract \(cnx(token.allowance)) and a task costs \(cnx(fee)); approve more, or run with --approve; no transaction was sent",
+                         retryFrom: .create)
+        case .balance: amount = token.balance
+        case .unlimited: amount = BigUInt(1) << 256 - 1
+        case .amount(let fixed): amount = max(fixed, fee)
+        }
+        guard let approve = context.network.approveCall(amount: amount) else { return nil }
+        let gasLimit: UInt64
+        switch try context.network.estimateGas(approve, from: context.wallet.address) {
+        case .gas(let estimate): gasLimit = max(estimate.multipliedReportingOverflow(by: 2).partialValue, 100_000)
+        case .reverts(let reason):
+            return .fail(reason: "approve would revert (\(reason)); no transaction was sent", retryFrom: .create)
+        }
+        let price = config.gasPriceWei ?? (config.useEIP1559 ? conditions.gasPrice * 2 : conditions.gasPrice)
+        // The approval and the createTask after it both pay gas; refuse what the wallet cannot.
+        let gasNeeded = price * BigUInt(gasLimit) + price * BigUInt(config.minimumGasLimit)
+        guard token.gasBalance >= gasNeeded else {
+            return .fail(reason: "not enough gas: the wallet \(context.wallet.address.checksummed) holds \(token.gasBalance) wei and an approval and a createTask need about \(gasNeeded); no transaction was sent",
+                         retryFrom: .create)
+        }
+        let draft = context.draft(.approve, approve, gasLimit: gasLimit, gasPrice: price, tip: conditions.tip.map { min($0, price) })
+        let facts = JobFacts(walletAddress: context.wallet.address, chainId: context.wallet.chainId,
+                             networkProfile: context.network.profile.rawValue)
+        return .sign(draft, facts: facts,
+                     note: "the wallet's allowance (\(cnx(token.allowance))) is short of a task's fee (\(cnx(fee))): signed approve(Task contract, \(cnx(amount)))")
+    }
+
+    /// Sends an approval (or the fill of its nonce) just stored; the keeper re-sends it later if
+    /// needed, and fills its nonce if it is never mined.
+    private func sendApproval(_ job: Job, _ tx: StoredTransaction, _ context: StageContext) throws -> StageOutcome {
+        switch try context.broadcast(tx) {
+        case .accepted, .nonceTooLow:
+            return .wait(after: 1)
+        case .underpriced(let message):
+            context.refused(tx, message)
+            return .wait(after: 1, note: "node refused \(tx.purpose.rawValue): \(message)")
+        case .refusedForGood(let message):
+            context.refused(tx, message)
+            guard tx.purpose == .approve else {
+                return .wait(after: context.config.backoff(attempt: job.stageAttempts), failedTry: true,
+                             error: "the wallet cannot even pay for the transfer that fills nonce \(tx.nonce): \(message)")
+            }
+            return .sign(try context.fill(replacing: tx), note: "node refused approve for good (\(message)): nonce \(tx.nonce) is filled instead")
+        case .rejected(let message):
+            // Stored, so the wallet keeper sends it again.
+            return .wait(after: context.config.backoff(attempt: job.stageAttempts), failedTry: true, error: "node refused approve: \(message)")
+        }
+    }
+
+    /// A network without a queue refuses a createTask while too few nodes are free: nothing is
+    /// spent by waiting, up to the queue timeout.
+    private func waitForNodes(_ job: Job, _ reason: String, _ context: StageContext) -> StageOutcome {
+        let config = context.config
+        if let since = job.taskQueuedAt, context.seconds(since: since) > config.queueTimeout {
+            return .fail(reason: "no free nodes for \(Int(config.queueTimeout)) s (createTask would revert: \(reason)); no transaction was sent",
+                         retryFrom: .create)
+        }
+        guard job.taskQueuedAt == nil else { return .wait(after: config.admissionRetry) }
+        return .wait(after: config.admissionRetry, facts: JobFacts(stamps: [.taskQueued]),
+                     note: "waiting for free nodes: createTask would revert (\(reason)); nothing was sent")
     }
 
     // MARK: signed: send until mined
@@ -196,11 +293,18 @@ struct CreateStage {
                          retryFrom: .create, facts: facts)
         }
         guard receipt.status else {
-            return .fail(reason: "createTask reverted: \(revertReason(job, tx, receipt, context))", retryFrom: .create, facts: facts)
+            let reason = revertReason(job, tx, receipt, context)
+            // Hydrogen: the nodes the estimate saw were taken before the block; the revert took
+            // nothing but gas, and the task is created again.
+            if context.network.lacksFreeNodes(revertReason: reason), job.recreations < context.config.maxRecreations {
+                return .recreate(note: "createTask \(tx.hash.hex) reverted (\(reason)): too few free nodes by its block; creating the task again")
+            }
+            return .fail(reason: "createTask reverted: \(reason)", retryFrom: .create, facts: facts)
         }
+        facts.tokenFeeWei = context.network.tokenFeePaid(in: receipt, by: context.wallet.address)
         guard let taskId = context.network.createdTaskId(in: receipt) else {
             // Paid, but no task to follow: nothing can continue it, and paying again needs a person.
-            return .fail(reason: "createTask was mined in block \(receipt.blockNumber) but has no TaskPending event of the Task contract",
+            return .fail(reason: "createTask was mined in block \(receipt.blockNumber) but no event of the Task contract names its task",
                          retryFrom: .poll, facts: facts)
         }
         facts.taskId = taskId
@@ -211,6 +315,16 @@ struct CreateStage {
                             note: "task \(taskId) created in block \(receipt.blockNumber), then cancelled as requested: cancelling it on chain for the refund")
         }
         return .advance(to: .upload, facts: facts, note: "task \(taskId) created in block \(receipt.blockNumber) by tx \(tx.hash.hex)")
+    }
+
+    private func cnx(_ wei: BigUInt) -> String {
+        let unit = BigUInt(10).power(18)
+        let (whole, rest) = wei.quotientAndRemainder(dividingBy: unit)
+        guard rest > 0 else { return "\(whole) CNX" }
+        var fraction = String(rest)
+        fraction = String(repeating: "0", count: 18 - fraction.count) + fraction
+        while fraction.hasSuffix("0") { fraction.removeLast() }
+        return "\(whole).\(fraction) CNX"
     }
 
     private func revertReason(_ job: Job, _ tx: StoredTransaction, _ receipt: TransactionReceipt, _ context: StageContext) -> String {

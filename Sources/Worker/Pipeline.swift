@@ -62,7 +62,9 @@ struct Pipeline {
     }
 
     private func context(_ db: PostgresConnection, _ job: Job, justSigned: StoredTransaction? = nil) -> StageContext {
-        StageContext(network: network, config: config, wallet: wallet(for: job), justSigned: justSigned) { purpose in
+        let wallet = wallet(for: job)
+        return StageContext(network: network, config: config, wallet: wallet, justSigned: justSigned,
+                            pendingApproval: { try JobStore.pendingApproval(db, wallet: wallet.address) }) { purpose in
             try JobStore.transactions(db, of: job, purpose: purpose)
         }
     }
@@ -87,6 +89,10 @@ struct Pipeline {
             } catch is AdmissionDenied {
                 // Other createTasks are on their way to the queue; this one waits its turn.
                 try apply(db, .wait(after: config.admissionRetry), to: job, observed: context.observed)
+                return
+            } catch is ApprovalInFlight {
+                // Another job's approval will cover this one too.
+                try apply(db, .wait(after: 1), to: job, observed: context.observed)
                 return
             }
             log.info("job \(job.id) signed \(draft.purpose.rawValue) nonce \(signed.nonce) tx \(signed.hash.hex): \(note)")

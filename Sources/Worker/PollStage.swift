@@ -63,7 +63,23 @@ struct PollStage {
             }
             return .cancel(note: "cancelled while the task ran")
         }
+        let network = context.network
+        // Era D: a succeeded task is deleted when its result node has put the results on the
+        // Relay, so getTask (batched with every other poll) says when to fetch; asking the Relay
+        // before then only earns "Task results not uploaded". Past `resultsUploadWait` the
+        // Relay is asked anyway.
+        if network.deletesTaskWhenResultsUploaded, job.resultNode != nil {
+            let uploaded = state.phase == .absent
+            if uploaded || context.seconds(since: job.taskFinishedAt) > config.resultsUploadWait {
+                return .advance(to: .fetch, note: uploaded ? "task \(taskId): results uploaded (deleted on chain)"
+                                    : "task \(taskId): results not reported uploaded within \(Int(config.resultsUploadWait)) s; asking the Relay")
+            }
+            if case .succeeded = state.phase { return .wait(after: config.pollInterval) }
+        }
         switch state.phase {
+        case .succeeded(let node) where network.deletesTaskWhenResultsUploaded:
+            return .wait(after: config.pollInterval, facts: JobFacts(resultNode: node, stamps: [.taskFinished]),
+                         note: "task \(taskId) succeeded on chain (result node \(node.checksummed)); waiting for its results on the Relay")
         case .succeeded(let node):
             return .advance(to: .fetch, facts: JobFacts(resultNode: node, stamps: [.taskFinished]),
                             note: "task \(taskId) succeeded on chain (result node \(node.checksummed))")

@@ -16,9 +16,13 @@ final class StageContext {
     let justSigned: StoredTransaction?
     private(set) var observed = Observations()
     private let ledger: (TransactionPurpose) throws -> [StoredTransaction]
+    /// The wallet's approval on its way, if any (Hydrogen).
+    let pendingApproval: () throws -> StoredTransaction?
 
     init(network: any TaskNetwork, config: WorkerConfig, wallet: Wallet, now: Date = Date(), justSigned: StoredTransaction? = nil,
+         pendingApproval: @escaping () throws -> StoredTransaction? = { nil },
          ledger: @escaping (TransactionPurpose) throws -> [StoredTransaction]) {
+        self.pendingApproval = pendingApproval
         self.network = network
         self.config = config
         self.wallet = wallet

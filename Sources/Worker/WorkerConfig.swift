@@ -4,6 +4,18 @@ import Ethereum
 import Foundation
 import Postgres
 
+/// How much a Hydrogen wallet lets the Task contract pull when its allowance is short of a task's fee.
+public enum ApprovalPolicy: Sendable, Equatable {
+    /// The wallet's whole CNX balance at that moment (what the network's own bridge did).
+    case balance
+    /// 2^256 − 1: never approve again (OpenZeppelin then stops lowering it).
+    case unlimited
+    /// A fixed amount, at least one task's fee.
+    case amount(BigUInt)
+    /// Never approve: the operator manages the allowance; a short one fails the job, nothing spent.
+    case none
+}
+
 /// Everything a worker process needs to know. Built from flags and environment by the CLI.
 public struct WorkerConfig: Sendable {
     public var databaseURL: String?
@@ -11,8 +23,13 @@ public struct WorkerConfig: Sendable {
     public var relayURL: String
     /// When set, the node's chain id must equal it (checked at start).
     public var expectedChainId: UInt64?
+    /// Which network generation to speak (era D by default).
+    public var profile: NetworkProfile = .eraD
     public var taskContract: Address
-    public var taskQueueContract: Address
+    /// Era D's TaskQueue; Hydrogen has none.
+    public var taskQueueContract: Address?
+    /// Hydrogen's CNX token, which the Task contract pulls the fee from.
+    public var tokenContract: Address?
     /// The wallets this worker pays with. A job stays with the wallet that signed its first
     /// transaction; a new job goes to one of them by its id.
     public var keys: [PrivateKey]
@@ -30,6 +47,9 @@ public struct WorkerConfig: Sendable {
     /// First and longest interval between two getTask polls of one task.
     public var pollInterval: Double = 1
     public var pollIntervalMax: Double = 30
+    /// Era D: how long after TaskSuccess the worker waits for the task's deletion (its results
+    /// reported uploaded) before it asks the Relay for them anyway.
+    public var resultsUploadWait: Double = 60
     /// Backoff for transient failures (network errors, 5xx): base × 2^attempt, capped.
     public var retryBase: Double = 1
     public var retryMax: Double = 60
@@ -39,6 +59,12 @@ public struct WorkerConfig: Sendable {
     /// GWei): the queue starts the best-paid task first and evicts the cheapest without refund, so
     /// a low fee is paid for nothing in a busy network.
     public var feePerResultWei: BigUInt = BigUInt(41) * BigUInt(10).power(17)
+    /// Hydrogen: the CNX a task is expected to cost (the contract's `taskFeePerNode` × 3, which it
+    /// does not publish: 10 CNX per node at deployment). The wallet must hold and allow this much
+    /// before a createTask is signed; what the contract really pulled is recorded per job.
+    public var tokenTaskFeeWei: BigUInt = BigUInt(30) * BigUInt(10).power(18)
+    /// Hydrogen: how much an approval allows when the allowance is short.
+    public var approval: ApprovalPolicy = .balance
     /// Fixed gas limit for createTask; nil estimates it (and refuses a create that would revert).
     public var gasLimit: UInt64?
     /// Floor under twice the estimate (the era-D bridge sent 5,000,000 every time).
@@ -96,7 +122,7 @@ public struct WorkerConfig: Sendable {
     public var exitWhenIdle = false
 
     public init(databaseURL: String?, rpcURL: String, relayURL: String, expectedChainId: UInt64?,
-                taskContract: Address, taskQueueContract: Address, keys: [PrivateKey], workerName: String) {
+                taskContract: Address, taskQueueContract: Address?, keys: [PrivateKey], workerName: String) {
         self.databaseURL = databaseURL
         self.rpcURL = rpcURL
         self.relayURL = relayURL

@@ -53,11 +53,7 @@ public final class WorkerRuntime: @unchecked Sendable {
         }
         // A node that is briefly unreachable or failing at start is waited for; a wrong chain is not.
         Self.protectSecrets()
-        let network = try retryingTransient("connecting to \(redactedURL(config.rpcURL))") {
-            try EraDNetwork.connect(rpcURL: config.rpcURL, relayURL: config.relayURL, taskContract: config.taskContract,
-                                    taskQueueContract: config.taskQueueContract, keys: config.keys, caFile: config.caFile,
-                                    sdSchema: config.sdSchema, logsBlockRange: config.logsBlockRange)
-        }
+        let network = try retryingTransient("connecting to \(redactedURL(config.rpcURL))") { try connectNetwork() }
         if let expected = config.expectedChainId, expected != network.chainId {
             throw WorkerError("the node at \(redactedURL(config.rpcURL)) serves chain \(network.chainId), not the configured chain \(expected)")
         }
@@ -132,7 +128,23 @@ public final class WorkerRuntime: @unchecked Sendable {
     /// Before a wallet signs anything: if the chain knows transactions of it that the database
     /// does not (its records were lost), wait for them to settle and give the tasks they created
     /// back to their jobs; then the wallet row never hands out a nonce the chain has seen.
-    private func prepare(_ wallet: Wallet, _ db: PostgresConnection, _ network: EraDNetwork) throws {
+    /// The network of the configured profile.
+    private func connectNetwork() throws -> any TaskNetwork {
+        switch config.profile {
+        case .eraD:
+            guard let queue = config.taskQueueContract else { throw WorkerError("era D needs the TaskQueue contract's address") }
+            return try EraDNetwork.connect(rpcURL: config.rpcURL, relayURL: config.relayURL, taskContract: config.taskContract,
+                                           taskQueueContract: queue, keys: config.keys, caFile: config.caFile,
+                                           sdSchema: config.sdSchema, logsBlockRange: config.logsBlockRange)
+        case .hydrogen:
+            guard let token = config.tokenContract else { throw WorkerError("the Hydrogen network needs the CNX token contract's address") }
+            return try HydrogenNetwork.connect(rpcURL: config.rpcURL, relayURL: config.relayURL, taskContract: config.taskContract,
+                                               tokenContract: token, keys: config.keys, caFile: config.caFile,
+                                               sdSchema: config.sdSchema, logsBlockRange: config.logsBlockRange)
+        }
+    }
+
+    private func prepare(_ wallet: Wallet, _ db: PostgresConnection, _ network: any TaskNetwork) throws {
         // The chain first, then the database: every transaction of ours is reserved in the
         // database before it is sent, so a chain ahead of the database read after it means records
         // were lost, never that another worker was signing at that moment.
@@ -150,6 +162,11 @@ public final class WorkerRuntime: @unchecked Sendable {
                 try Adoption.adopt(db, network, wallet, fromNonce: known, log: log)
             }
             log.info("wallet \(wallet.address.checksummed): \(adopted) task(s) adopted")
+        }
+        // One wallet row, one nonce sequence: the same key on two chains in one database would
+        // hand out one chain's nonces on the other.
+        if let chain = try JobStore.walletChain(db, wallet: wallet.address), chain != wallet.chainId {
+            throw WorkerError("wallet \(wallet.address.checksummed) signs for chain \(chain) in this database, not chain \(wallet.chainId): use another key for this network")
         }
         try JobStore.reconcileWallet(db, wallet.address, chainId: wallet.chainId, pendingNonce: pending)
     }
@@ -275,7 +292,8 @@ public final class WorkerRuntime: @unchecked Sendable {
                 let db = try connection ?? config.connectDatabase()
                 connection = db
                 let limit = free * perThread
-                let (jobs, nextDueIn) = try JobStore.claimNoting(db, worker: leaseHolder, wallets: wallets, limit: limit,
+                let (jobs, nextDueIn) = try JobStore.claimNoting(db, worker: leaseHolder, wallets: wallets,
+                                                                 profile: config.profile.rawValue, limit: limit,
                                                                  leaseSeconds: config.leaseSeconds)
                 // A full claim: more may be due at once. Otherwise the claim named the next due time.
                 let due = jobs.count == limit ? Date() : Date(timeIntervalSinceNow: min(max(

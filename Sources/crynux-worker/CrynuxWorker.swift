@@ -96,13 +96,14 @@ struct Show: ParsableCommand {
         let db = try database.connect()
         guard let job = try JobStore.job(db, id: id) else { throw ValidationError("no job \(id)") }
         let facts: [(String, String?)] = [
-            ("job", "\(job.id) (\(job.kind))"), ("status", job.status.rawValue), ("stage", job.stage.rawValue),
+            ("job", "\(job.id) (\(job.kind))"), ("profile", job.networkProfile), ("status", job.status.rawValue), ("stage", job.stage.rawValue),
             ("next run", job.runAt.map(format)), ("attempts in stage", String(job.stageAttempts)),
             ("wallet", job.walletAddress?.checksummed), ("nonce", job.txNonce.map(String.init)), ("tx hash", job.txHash?.hex),
             ("block", job.txBlockNumber.map(String.init)), ("task id", job.taskId.map(String.init)),
-            ("fee (wei)", job.feeWei?.description), ("cap", job.cap.map(String.init)), ("vram (GB)", job.vramLimit.map(String.init)),
+            ("fee (wei)", job.feeWei?.description), ("CNX pulled (wei)", job.tokenFeeWei?.description),
+            ("approval", job.approvalTxHash?.hex), ("cap", job.cap.map(String.init)), ("vram (GB)", job.vramLimit.map(String.init)),
             ("abort reason", job.abortReason), ("refund", job.refundReason), ("error", job.lastError), ("retry from", job.retryStage?.rawValue),
-            ("re-created", job.recreations > 0 ? "\(job.recreations) time(s) after evictions" : nil),
+            ("re-created", job.recreations > 0 ? "\(job.recreations) time(s) (evicted, or no free nodes by the block)" : nil),
         ]
         for (name, value) in facts {
             if let value { print("\(name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(value)") }
@@ -117,6 +118,7 @@ struct Show: ParsableCommand {
             case .createTask: purpose = seenNonces.contains(key) ? "replacement" : "create"
             case .cancelTask: purpose = seenNonces.contains(key) ? "cancel (replacement)" : "cancel"
             case .fillNonce: purpose = "fill"
+            case .approve: purpose = seenNonces.contains(key) ? "approve (replacement)" : "approve"
             }
             seenNonces.insert(key)
             let state = tx.minedBlock.map { "mined in block \($0)\(tx.minedStatus == false ? " (reverted)" : "")" }

@@ -24,7 +24,14 @@ struct Run: ParsableCommand {
     @Option(help: "Relay base URL [CRYNUX_RELAY_URL].") var relayUrl: String?
     @Option(help: "Expected chain id, checked against the node [CRYNUX_CHAIN_ID].") var chainId: UInt64?
     @Option(help: "Task contract address [CRYNUX_TASK_CONTRACT].") var taskContract: String?
-    @Option(help: "TaskQueue contract address [CRYNUX_TASK_QUEUE_CONTRACT].") var taskQueueContract: String?
+    @Option(help: "Network generation: era-d (payable createTask, a task queue; the default) or hydrogen (the wallet approves CNX for the Task contract; no queue) [CRYNUX_PROFILE].")
+    var profile: String?
+    @Option(help: "TaskQueue contract address (era D) [CRYNUX_TASK_QUEUE_CONTRACT].") var taskQueueContract: String?
+    @Option(help: "CNX token contract address (hydrogen) [CRYNUX_TOKEN_CONTRACT].") var tokenContract: String?
+    @Option(help: "Hydrogen: what an approval allows when the allowance is short of a task's fee: balance (the wallet's CNX balance, the default, as the network's bridge did), unlimited, none (never approve: a short allowance fails the job, nothing spent), or an amount in wei.")
+    var approve: String?
+    @Option(help: "Hydrogen: the CNX a task costs, in wei (the contract's fee per node × 3; default 30 CNX), which the wallet must hold and allow before a createTask is signed.")
+    var tokenTaskFeeWei: String?
     @Option(help: ArgumentHelp("File holding a wallet's private key (hex), or a folder of such files; repeat for several wallets [CRYNUX_PRIVATE_KEY_FILE].",
                                valueName: "path"))
     var privateKeyFile: [String] = []
@@ -79,8 +86,23 @@ struct Run: ParsableCommand {
         guard let taskHex = setting(taskContract, "CRYNUX_TASK_CONTRACT", "task_contract"), let task = Address(hex: taskHex) else {
             throw ValidationError("no valid Task contract address: --task-contract or CRYNUX_TASK_CONTRACT")
         }
-        guard let queueHex = setting(taskQueueContract, "CRYNUX_TASK_QUEUE_CONTRACT", "task_queue_contract"), let queue = Address(hex: queueHex) else {
-            throw ValidationError("no valid TaskQueue contract address: --task-queue-contract or CRYNUX_TASK_QUEUE_CONTRACT")
+        let profileName = setting(profile, "CRYNUX_PROFILE", "profile") ?? NetworkProfile.eraD.rawValue
+        guard let chosen = NetworkProfile(rawValue: profileName) else {
+            throw ValidationError("--profile must be one of \(NetworkProfile.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        var queue: Address?
+        var token: Address?
+        switch chosen {
+        case .eraD:
+            guard let queueHex = setting(taskQueueContract, "CRYNUX_TASK_QUEUE_CONTRACT", "task_queue_contract"), let address = Address(hex: queueHex) else {
+                throw ValidationError("no valid TaskQueue contract address: --task-queue-contract or CRYNUX_TASK_QUEUE_CONTRACT")
+            }
+            queue = address
+        case .hydrogen:
+            guard let tokenHex = setting(tokenContract, "CRYNUX_TOKEN_CONTRACT", "token_contract"), let address = Address(hex: tokenHex) else {
+                throw ValidationError("no valid CNX token contract address: --token-contract or CRYNUX_TOKEN_CONTRACT")
+            }
+            token = address
         }
         let expectedChain = chainId ?? env["CRYNUX_CHAIN_ID"].flatMap(UInt64.init) ?? described.uint64("chain_id")
 
@@ -109,6 +131,22 @@ struct Run: ParsableCommand {
         var config = WorkerConfig(databaseURL: database.url, rpcURL: rpc, relayURL: relay, expectedChainId: expectedChain,
                                   taskContract: task, taskQueueContract: queue, keys: keys,
                                   workerName: workerName ?? WorkerConfig.defaultWorkerName())
+        config.profile = chosen
+        config.tokenContract = token
+        if let tokenTaskFeeWei {
+            guard let wei = BigUInt(tokenTaskFeeWei), wei > 0 else { throw ValidationError("--token-task-fee-wei must be a positive whole number") }
+            config.tokenTaskFeeWei = wei
+        }
+        switch approve {
+        case nil, "balance"?: config.approval = .balance
+        case "unlimited"?: config.approval = .unlimited
+        case "none"?: config.approval = ApprovalPolicy.none
+        case let amount?:
+            guard let wei = BigUInt(amount), wei >= config.tokenTaskFeeWei else {
+                throw ValidationError("--approve must be balance, unlimited, none or an amount in wei of at least one task's fee")
+            }
+            config.approval = .amount(wei)
+        }
         config.concurrency = concurrency
         config.claimBatch = claimBatch
         config.leaseSeconds = leaseSeconds

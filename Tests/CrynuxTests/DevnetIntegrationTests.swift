@@ -81,7 +81,7 @@ private final class Creator {
                                    data: data, chainId: network.chainId)
         let signed = try tx.signed(with: key)
         _ = try rpc.sendRawTransaction(signed.raw)
-        let receipt = try wait("the receipt of \(signed.hash.hex)") { try rpc.getTransactionReceipt(signed.hash) }
+        let receipt = try waitFor("the receipt of \(signed.hash.hex)") { try rpc.getTransactionReceipt(signed.hash) }
         #expect(receipt.status)
         guard let id = task.createdTaskId(in: receipt) else {
             throw LocalNetwork.SetupError("no TaskPending log in \(receipt)")
@@ -90,14 +90,14 @@ private final class Creator {
     }
 
     func upload(_ taskId: UInt64, _ arguments: String) throws -> UploadOutcome {
-        try wait("the relay to see task \(taskId)") {
+        try waitFor("the relay to see task \(taskId)") {
             let outcome = try relay.uploadTaskArguments(taskId: taskId, arguments: arguments)
             return outcome == .notYetOnChain ? nil : outcome
         }
     }
 
     func download(_ taskId: UInt64, _ index: Int, kind: TaskKind) throws -> DownloadOutcome {
-        try wait("result \(index) of task \(taskId)", timeout: 60) {
+        try waitFor("result \(index) of task \(taskId)", timeout: 60) {
             let outcome = try relay.downloadResult(taskId: taskId, index: index, kind: kind)
             if case .notReady = outcome { return nil }
             return outcome
@@ -105,7 +105,7 @@ private final class Creator {
     }
 
     func outcome(_ taskId: UInt64, from block: UInt64) throws -> TaskOutcome {
-        try wait("the outcome of task \(taskId)", timeout: 60) {
+        try waitFor("the outcome of task \(taskId)", timeout: 60) {
             try rpc.getLogs(task.outcomeFilter(taskId: taskId, fromBlock: block)).compactMap(TaskContract.decodeOutcome).first
         }
     }
@@ -124,18 +124,20 @@ private final class Creator {
         return (json?["files"] as? [[String: Any]] ?? []).compactMap { $0["sha256"] as? String }
     }
 
-    private func wait<T>(_ what: String, timeout: Double = 30, _ poll: () throws -> T?) throws -> T {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let value = try poll() { return value }
-            Thread.sleep(forTimeInterval: 0.2)
-        }
-        throw LocalNetwork.SetupError("timed out after \(Int(timeout)) s waiting for \(what)")
+}
+
+/// Polls until `poll` answers, for at most `timeout` seconds.
+func waitFor<T>(_ what: String, timeout: Double = 30, _ poll: () throws -> T?) throws -> T {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if let value = try poll() { return value }
+        Thread.sleep(forTimeInterval: 0.2)
     }
+    throw LocalNetwork.SetupError("timed out after \(Int(timeout)) s waiting for \(what)")
 }
 
 /// SHA-256 through coreutils, to compare with the digests the devnet reports.
-private func sha256(_ bytes: [UInt8]) throws -> String {
+func sha256(_ bytes: [UInt8]) throws -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
     let input = Pipe(), output = Pipe()

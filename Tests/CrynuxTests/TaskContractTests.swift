@@ -7,7 +7,7 @@ import Testing
 @testable import Crynux
 
 /// Canonical signatures computed from the ABI JSON, independently of the constants in the module.
-private struct ABIEntry {
+struct ABIEntry {
     let type: String
     let name: String
     let inputs: [[String: Any]]
@@ -35,19 +35,20 @@ private struct ABIEntry {
 private var taskABI: [ABIEntry] { ABIEntry.load(ABIFixtures.task) }
 private var queueABI: [ABIEntry] { ABIEntry.load(ABIFixtures.taskQueue) }
 
-private func entry(_ abi: [ABIEntry], _ type: String, _ name: String) -> ABIEntry {
+func entry(_ abi: [ABIEntry], _ type: String, _ name: String) -> ABIEntry {
     abi.first { $0.type == type && $0.name == name }!
 }
 
-private func selector(_ e: ABIEntry) -> [UInt8] { Array(keccak256(Array(e.signature.utf8)).prefix(4)) }
-private func topic(_ e: ABIEntry) -> [UInt8] { keccak256(Array(e.signature.utf8)) }
+func selector(_ e: ABIEntry) -> [UInt8] { Array(keccak256(Array(e.signature.utf8)).prefix(4)) }
+func topic(_ e: ABIEntry) -> [UInt8] { keccak256(Array(e.signature.utf8)) }
 
-private func word(_ v: UInt64) -> [UInt8] { [UInt8](repeating: 0, count: 24) + withUnsafeBytes(of: v.bigEndian, Array.init) }
-private func word(_ a: Address) -> [UInt8] { [UInt8](repeating: 0, count: 12) + a.bytes }
-private func address(_ n: UInt8) -> Address { Address(bytes: [UInt8](repeating: 0, count: 19) + [n]) }
+func word(_ v: UInt64) -> [UInt8] { [UInt8](repeating: 0, count: 24) + withUnsafeBytes(of: v.bigEndian, Array.init) }
+func word(_ a: Address) -> [UInt8] { [UInt8](repeating: 0, count: 12) + a.bytes }
+func address(_ n: UInt8) -> Address { Address(bytes: [UInt8](repeating: 0, count: 19) + [n]) }
 
-/// Hand-made ABI encoding of a `TaskInfo` return value (no use of the Ethereum module's encoder).
-private func encodeTaskInfo(_ t: TaskInfo) -> [UInt8] {
+/// Hand-made ABI encoding of a `TaskInfo` return value (no use of the Ethereum module's encoder); era B's
+/// struct leaves out era D's fields 10 and 17.
+func encodeTaskInfo(_ t: TaskInfo, layout: TaskInfo.Layout = .eraD) -> [UInt8] {
     func u(_ v: BigUInt) -> [UInt8] {
         let b = Array(v.serialize())
         return [UInt8](repeating: 0, count: 32 - b.count) + b
@@ -76,11 +77,12 @@ private func encodeTaskInfo(_ t: TaskInfo) -> [UInt8] {
         6: word(t.isSuccess ? 1 : 0), 13: word(t.resultNode), 14: word(t.aborted ? 1 : 0), 15: u(t.timeout),
         16: u(t.balance), 17: u(t.totalBalance),
     ]
+    let fields = layout == .eraD ? Array(0..<18) : (0..<18).filter { $0 != 10 && $0 != 17 }
     var head: [UInt8] = []
     var tail: [UInt8] = []
-    for k in 0..<18 {
+    for k in fields {
         if let part = dynamicParts[k] {
-            head += word(UInt64(18 * 32 + tail.count))
+            head += word(UInt64(fields.count * 32 + tail.count))
             tail += part
         } else {
             head += statics[k]!
@@ -89,12 +91,12 @@ private func encodeTaskInfo(_ t: TaskInfo) -> [UInt8] {
     return word(32) + head + tail
 }
 
-private func log(_ contract: Address, _ topics: [[UInt8]], _ data: [UInt8] = [], index: UInt64 = 0) -> Log {
+func log(_ contract: Address, _ topics: [[UInt8]], _ data: [UInt8] = [], index: UInt64 = 0) -> Log {
     Log(address: contract, topics: topics, data: data, blockNumber: 10, transactionHash: [UInt8](repeating: 0xAB, count: 32),
         logIndex: index)
 }
 
-private func receipt(_ logs: [Log]) -> TransactionReceipt {
+func receipt(_ logs: [Log]) -> TransactionReceipt {
     TransactionReceipt(transactionHash: [UInt8](repeating: 0xAB, count: 32), status: true, blockNumber: 10,
                        gasUsed: 250_000, effectiveGasPrice: 1, logs: logs, contractAddress: nil)
 }

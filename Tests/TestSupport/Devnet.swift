@@ -11,7 +11,12 @@ public struct Devnet: Sendable {
     public let adminURL: String
     public let chainId: UInt64
     public let taskContract: String
-    public let taskQueueContract: String
+    /// Era D's TaskQueue; nil on the Hydrogen profile, which has none.
+    public let taskQueueContract: String?
+    /// The CNX token of the Hydrogen profile; nil in era D.
+    public let tokenContract: String?
+    /// `era-d` or `hydrogen`.
+    public let profile: String
     public let accounts: [Account]
     /// Set when this test process started the network itself (and must stop it).
     let ownStateDir: String?
@@ -59,7 +64,8 @@ public struct Devnet: Sendable {
         }
         return Devnet(file: file, rpcURL: try string("rpc_url"), relayURL: try string("relay_url"), adminURL: try string("admin_url"),
                       chainId: (json["chain_id"] as? NSNumber)?.uint64Value ?? 0, taskContract: try string("task_contract"),
-                      taskQueueContract: try string("task_queue_contract"), accounts: accounts, ownStateDir: ownStateDir)
+                      taskQueueContract: json["task_queue_contract"] as? String, tokenContract: json["token_contract"] as? String,
+                      profile: json["profile"] as? String ?? "era-d", accounts: accounts, ownStateDir: ownStateDir)
     }
 
     // MARK: Admin API

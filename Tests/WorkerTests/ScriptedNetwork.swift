@@ -10,6 +10,7 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
     struct Failure: Error, CustomStringConvertible { let description: String }
 
     var profile: NetworkProfile { read { $0.profile } }
+    var deletesTaskWhenResultsUploaded: Bool { read { $0.deletesOnUpload } }
     let chainId: UInt64 = 10_000
     var sdSchema: SDSchema = .eraDDefault
     let taskAddress = Address(bytes: [UInt8](repeating: 0x11, count: 20))
@@ -19,6 +20,8 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
 
     struct State {
         var profile: NetworkProfile = .eraD
+        /// Era D deletes a succeeded task when its results are reported uploaded.
+        var deletesOnUpload = false
         /// Hydrogen: the wallet's CNX, allowance and gas; the fee a mined createTask pulled.
         var token = TokenStanding(balance: 0, allowance: 0, gasBalance: 0)
         var tokenFee: BigUInt = 30
@@ -84,7 +87,8 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
 
     func planCreateTask(_ request: TaskRequest) throws -> CreatePlan {
         CreatePlan(createTask: ContractCall(to: taskAddress, data: try TaskContract(address: taskAddress).createTaskCall(
-            taskType: request.taskType, taskHash: request.taskHash, vramLimit: request.vramLimit, cap: request.cap), value: request.fee))
+            taskType: request.taskType, taskHash: request.taskHash, vramLimit: request.vramLimit, cap: request.cap),
+            value: profile == .hydrogen ? 0 : request.fee))
     }
 
     func cancelTaskCall(taskId: UInt64) -> ContractCall {

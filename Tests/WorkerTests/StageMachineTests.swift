@@ -101,7 +101,7 @@ struct StageMachineTests {
         h.network.mine(try h.transactions(id)[0].hash)  // no TaskPending
         let job = try h.runOnce(id)
         #expect(job.status == .failed && job.taskId == nil && job.retryStage == .poll)
-        #expect(job.lastError?.contains("has no TaskPending event") == true)
+        #expect(job.lastError?.contains("no event of the Task contract names its task") == true)
         guard case .refused(let reason) = try JobStore.retry(h.db, id: id) else {
             Issue.record("retry of a job without a task id was not refused")
             return
@@ -288,6 +288,30 @@ struct StageMachineTests {
         h.network.script { $0.tasks[42] = TaskState(phase: .succeeded(resultNode: node)) }
         let job = try h.runOnce(id)
         #expect(job.stage == .fetch && job.resultNode == node && job.taskFinishedAt != nil)
+    }
+
+    @Test func onEraDASucceededTaskIsFetchedOnceDeletedForItsUploadedResults() throws {
+        let h = try StageHarness()
+        h.network.script { $0.deletesOnUpload = true }
+        let id = try h.jobAt(.poll)
+        let node = Address(bytes: [UInt8](repeating: 0xAB, count: 20))
+        h.network.script { $0.tasks[42] = TaskState(phase: .succeeded(resultNode: node)) }
+        var job = try h.runOnce(id)
+        // Succeeded, but the results are not on the Relay yet: the Relay is not asked.
+        #expect(job.stage == .poll && job.resultNode == node && job.taskFinishedAt != nil)
+        job = try h.runOnce(id)
+        #expect(job.stage == .poll && h.network.calls("download") == 0)
+        // Deleted on chain (TaskResultUploaded): fetch, without a log query or a queue look-up.
+        h.network.script { $0.tasks[42] = TaskState(phase: .absent) }
+        job = try h.runOnce(id)
+        #expect(job.stage == .fetch && h.network.calls("finishedOutcome") == 0 && h.network.calls("isQueued") == 0)
+        #expect(try h.details(id).last == "task 42: results uploaded (deleted on chain)")
+        // A result node that never reports the upload: after resultsUploadWait the Relay is asked anyway.
+        let slow = try h.jobAt(.poll, facts: JobFacts(txBlockNumber: 3, taskId: 43))
+        h.network.script { $0.tasks[43] = TaskState(phase: .succeeded(resultNode: node)) }
+        try h.runOnce(slow)
+        try h.db.execute("UPDATE crynux.jobs SET task_finished_at = now() - interval '61 seconds' WHERE id = $1", [slow])
+        #expect(try h.runOnce(slow).stage == .fetch)
     }
 
     @Test func pollFailsAnAbortedTaskWithTheLoggedReason() throws {

@@ -1,0 +1,103 @@
+import BigInt
+import Ethereum
+import Foundation
+import StrictJSON
+
+/// The Hydrogen network (era B): the wallet approves the Task contract to pull the fee in CNX, a
+/// 4-argument nonpayable createTask picks three nodes at once or reverts (no queue), and the Relay
+/// has no `/v1/now`.
+public final class HydrogenNetwork: RPCTaskNetwork, @unchecked Sendable {
+    public var profile: NetworkProfile { .hydrogen }
+    public let rpc: EthereumClient
+    public let relays: [Address: RelayClient]
+    public let task: HydrogenTaskContract
+    public let token: CNXToken
+    public let chainId: UInt64
+    public let sdSchema: SDSchema
+
+    public init(rpc: EthereumClient, relays: [Address: RelayClient], task: HydrogenTaskContract, token: CNXToken, chainId: UInt64,
+                sdSchema: SDSchema = .hydrogenDefault) {
+        self.rpc = rpc
+        self.relays = relays
+        self.task = task
+        self.token = token
+        self.chainId = chainId
+        self.sdSchema = sdSchema
+    }
+
+    /// Connects to the node and learns its chain id; the Relay signs each wallet's requests with its
+    /// key and the local clock.
+    public static func connect(rpcURL: String, relayURL: String, taskContract: Address, tokenContract: Address,
+                               keys: [PrivateKey], caFile: String? = nil, sdSchema: SDSchema = .hydrogenDefault,
+                               logsBlockRange: UInt64? = nil) throws -> HydrogenNetwork {
+        let (rpc, relays) = connectClients(rpcURL: rpcURL, relayURL: relayURL, keys: keys, caFile: caFile,
+                                           logsBlockRange: logsBlockRange, relayLocalClock: true)
+        return HydrogenNetwork(rpc: rpc, relays: relays, task: HydrogenTaskContract(address: taskContract),
+                               token: CNXToken(address: tokenContract), chainId: try rpc.chainId(), sdSchema: sdSchema)
+    }
+
+    // MARK: transactions
+
+    /// The fee is the contract's private `taskFeePerNode` × 3, pulled in CNX: `request.fee` and
+    /// `request.cap` are not part of the call.
+    public func planCreateTask(_ request: TaskRequest) throws -> CreatePlan {
+        let data = try task.createTaskCall(taskType: request.taskType, taskHash: request.taskHash, vramLimit: request.vramLimit)
+        return CreatePlan(createTask: ContractCall(to: task.address, data: data))
+    }
+
+    /// The refund of a cancel comes back in CNX.
+    public func cancelTaskCall(taskId: UInt64) -> ContractCall {
+        ContractCall(to: task.address, data: task.cancelTaskCall(taskId: taskId))
+    }
+
+    public func approveCall(amount: BigUInt) -> ContractCall? {
+        ContractCall(to: token.address, data: token.approveCall(spender: task.address, amount: amount))
+    }
+
+    public func createConditions(for call: ContractCall, from: Address, withTip: Bool) throws -> CreateConditions {
+        let (base, answers) = try createConditions(for: call, from: from, withTip: withTip, extra: [
+            ("eth_call", EthereumClient.callParams(CallRequest(to: token.address, data: token.balanceOfCall(owner: from)))),
+            ("eth_call", EthereumClient.callParams(CallRequest(to: token.address,
+                                                               data: token.allowanceCall(owner: from, spender: task.address)))),
+            ("eth_getBalance", [.string(from.bytes.hex), BlockTag.latest.json]),
+        ])
+        func amount(_ i: Int) throws -> BigUInt {
+            try CNXToken.decodeAmount(try EthereumClient.decodeCallResult(try answers[i].rpcValue()))
+        }
+        let standing = TokenStanding(balance: try amount(0), allowance: try amount(1),
+                                     gasBalance: try EthereumClient.decodeQuantity(try answers[2].rpcValue()))
+        return CreateConditions(estimate: base.estimate, gasPrice: base.gasPrice, tip: base.tip, token: standing)
+    }
+
+    public func tokenFeePaid(in receipt: TransactionReceipt, by wallet: Address) -> BigUInt? {
+        token.transferred(in: receipt, from: wallet, to: task.address)
+    }
+
+    public func lacksFreeNodes(revertReason reason: String) -> Bool { HydrogenTaskContract.lacksFreeNodes(reason) }
+
+    // No queue: a createTask without three free nodes reverts instead.
+    public func queueState() throws -> QueueState { QueueState(size: 0, limit: .max, cheapestPrice: nil) }
+    public func isQueued(taskId: UInt64) throws -> Bool { false }
+
+    public func createdTaskId(in receipt: TransactionReceipt) -> UInt64? { task.createdTaskId(in: receipt) }
+
+    public func tasksCreated(by creator: Address, fromNonce nonce: UInt64) throws -> [CreatedTask] {
+        try tasksCreated(by: creator, fromNonce: nonce, filter: { task.createdFilter(creator: creator, fromBlock: $0) },
+                         decode: HydrogenTaskContract.decodeCreated, fee: { log in
+            try rpc.getTransactionReceipt(log.transactionHash).flatMap { tokenFeePaid(in: $0, by: creator) } ?? 0
+        })
+    }
+
+    // MARK: tasks
+
+    /// A finished task can stay readable (Task.sol's tryDeleteTask waits until none of its nodes
+    /// has a task): success is a result node on a task not aborted, as in era D.
+    public func readTasks(_ taskIds: [UInt64]) throws -> [Result<TaskState, any Error>] {
+        try readTasks(taskIds, at: task.address, decode: HydrogenTaskContract.decodeTaskInfo)
+    }
+
+    public func finishedOutcome(taskId: UInt64, fromBlock: UInt64) throws -> TaskOutcome? {
+        try rpc.getLogs(task.outcomeFilter(fromBlock: fromBlock)).lazy
+            .compactMap { HydrogenTaskContract.decodeOutcome($0, taskId: taskId) }.first
+    }
+}

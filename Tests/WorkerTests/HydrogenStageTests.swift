@@ -1,0 +1,169 @@
+import BigInt
+import Crynux
+import Ethereum
+import Foundation
+import JobQueue
+import Postgres
+import TestSupport
+import Testing
+@testable import Worker
+
+/// The create stage on the Hydrogen network, in-process against real PostgreSQL with a scripted
+/// network: the fee is pulled in CNX by allowance, and there is no queue.
+@Suite("Hydrogen create stage in-process")
+struct HydrogenStageTests {
+    static let cnx = BigUInt(10).power(18)
+    static let fee = BigUInt(30) * cnx
+
+    /// A harness whose network is Hydrogen, with a wallet of `balance` CNX allowing `allowance`.
+    static func harness(balance: BigUInt = 1_000 * cnx, allowance: BigUInt = 0,
+                        configure: (inout WorkerConfig) -> Void = { _ in }) throws -> StageHarness {
+        let h = try StageHarness(configure: configure)
+        h.network.script {
+            $0.profile = .hydrogen
+            $0.token = TokenStanding(balance: balance, allowance: allowance, gasBalance: BigUInt(10).power(21))
+            $0.tokenFee = fee
+        }
+        return h
+    }
+
+    static func contains(_ bytes: [UInt8], _ part: [UInt8]) -> Bool {
+        guard !part.isEmpty, bytes.count >= part.count else { return false }
+        return (0...(bytes.count - part.count)).contains { Array(bytes[$0..<($0 + part.count)]) == part }
+    }
+
+    @Test func aShortAllowanceSignsOneApprovalFirstThenTheCreateTask() throws {
+        let h = try Self.harness()
+        let first = try h.submit()
+        // The first job signs and sends the approval; a second one then waits for it.
+        _ = try h.runOnce(first)
+        let second = try h.submit(PipelineHarness.sdArgs(images: 1))
+        var txs = try h.transactions(first)
+        #expect(txs.count == 1 && txs[0].purpose == .approve && txs[0].nonce == 0 && txs[0].value == 0)
+        // approve(task contract, the wallet's whole balance): the bridge's habit, the default.
+        // The signed bytes carry the token address and approve's calldata as they are (RLP strings).
+        #expect(Self.contains(txs[0].raw, ScriptedNetwork.tokenAddress.bytes))
+        #expect(Self.contains(txs[0].raw, h.network.approveCall(amount: 1_000 * Self.cnx)!.data))
+        #expect(h.network.sent == [txs[0].raw])
+        var job = try h.job(first)
+        #expect(job.stage == .create && job.txNonce == nil && job.approvalTxHash == txs[0].hash)
+        #expect(job.walletAddress == h.wallet.address && job.networkProfile == "hydrogen")
+        #expect(try h.transactions(second).isEmpty)
+        #expect(try h.walletNonce() == 1)
+
+        // Still unmined: nobody signs a second approval.
+        _ = try h.runOnce(second)
+        #expect(try h.transactions(second).isEmpty && (try h.walletNonce()) == 1)
+
+        // Mined, and the allowance is there: both jobs sign their createTask, after the approval's nonce.
+        h.network.mine(txs[0].hash, block: 4)
+        h.network.script { $0.token = TokenStanding(balance: 1_000 * Self.cnx, allowance: 1_000 * Self.cnx, gasBalance: BigUInt(10).power(21)) }
+        _ = try h.runOnce(first)
+        txs = try h.transactions(first)
+        #expect(txs.map(\.purpose) == [.approve, .createTask])
+        #expect(Set([try h.job(first).txNonce, try h.job(second).txNonce]) == [1, 2])
+        let create = txs[1]
+        #expect(create.value == 0)  // nonpayable: the fee moves by transferFrom
+        job = try h.job(first)
+        #expect(job.feeWei == nil && job.networkProfile == "hydrogen")
+
+        h.network.mine(create.hash, block: 5, taskId: 11)
+        job = try h.runOnce(first)
+        #expect(job.stage == .upload && job.taskId == 11 && job.tokenFeeWei == Self.fee)
+    }
+
+    @Test func twoWorkersShortOfAllowanceAtOnceSignOnlyOneApproval() throws {
+        let h = try Self.harness()
+        let a = try h.submit()
+        try h.runOnce(a)
+        let approval = try #require(try h.transactions(a).first)
+        // A second job decided to approve before it saw the first approval: the store refuses it.
+        let b = try h.submit(PipelineHarness.sdArgs(images: 3))
+        try h.db.execute("UPDATE crynux.jobs SET run_at = now() WHERE id = $1", [b])
+        let claimed = try #require(try JobStore.claim(h.db, worker: StageHarness.worker, limit: 1, leaseSeconds: 60).first)
+        #expect(claimed.id == b)
+        let draft = TransactionDraft(purpose: .approve, wallet: h.wallet.address, to: ScriptedNetwork.tokenAddress,
+                                     data: h.network.approveCall(amount: Self.fee)!.data,
+                                     value: 0, gasLimit: 100_000, gasPrice: 1, tip: nil)
+        #expect(throws: ApprovalInFlight.self) {
+            try JobStore.record(h.db, draft, facts: JobFacts(), note: "second approval", for: claimed, worker: StageHarness.worker) {
+                try h.wallet.sign(draft, nonce: $0)
+            }
+        }
+        #expect(try h.walletNonce() == 1)
+        // Once the first one is filled (never mined), a new approval may be signed.
+        try h.db.execute("UPDATE crynux.job_transactions SET refused_at = now(), refusal = 'test' WHERE tx_hash = $1", [approval.hash.hex])
+        #expect(try JobStore.pendingApproval(h.db, wallet: h.wallet.address) == nil)
+    }
+
+    @Test func tooFewCNXFailsTheJobWithNothingSigned() throws {
+        let h = try Self.harness(balance: 29 * Self.cnx)
+        let id = try h.submit()
+        let job = try h.runOnce(id)
+        #expect(job.status == .failed && job.retryStage == .create)
+        #expect(job.lastError?.hasPrefix("not enough CNX: the wallet \(h.wallet.address.checksummed) holds 29 CNX and a task costs 30 CNX") == true,
+                "\(job.lastError ?? "")")
+        #expect(try h.transactions(id).isEmpty && h.network.sent.isEmpty && (try h.walletNonce()) == 0)
+    }
+
+    @Test func withoutApprovalsAShortAllowanceFailsTheJobWithNothingSigned() throws {
+        let h = try Self.harness(allowance: 10 * Self.cnx) { $0.approval = ApprovalPolicy.none }
+        let id = try h.submit()
+        let job = try h.runOnce(id)
+        #expect(job.status == .failed)
+        #expect(job.lastError?.hasPrefix("not enough allowance: the wallet \(h.wallet.address.checksummed) allows the Task contract 10 CNX and a task costs 30 CNX") == true,
+                "\(job.lastError ?? "")")
+        #expect(try h.transactions(id).isEmpty && h.network.sent.isEmpty)
+    }
+
+    @Test func tooLittleGasForTheApprovalFailsWithNothingSigned() throws {
+        let h = try Self.harness()
+        h.network.script { $0.token = TokenStanding(balance: 1_000 * Self.cnx, allowance: 0, gasBalance: 1_000) }
+        let id = try h.submit()
+        let job = try h.runOnce(id)
+        #expect(job.status == .failed && job.lastError?.hasPrefix("not enough gas") == true, "\(job.lastError ?? "")")
+        #expect(try h.transactions(id).isEmpty && h.network.sent.isEmpty)
+    }
+
+    @Test func noFreeNodesWaitsUnsignedThenFailsAfterTheQueueTimeout() throws {
+        let h = try Self.harness(allowance: 1_000 * Self.cnx) { $0.queueTimeout = 60 }
+        h.network.script { $0.estimate = .reverts("No available nodes") }
+        let id = try h.submit()
+        var job = try h.runOnce(id)
+        #expect(job.status == .pending && job.stage == .create && job.taskQueuedAt != nil)
+        #expect(try h.details(id).contains { $0.hasPrefix("waiting for free nodes: createTask would revert (No available nodes)") })
+        #expect(try h.transactions(id).isEmpty && h.network.sent.isEmpty)
+        try h.db.execute("UPDATE crynux.jobs SET task_queued_at = now() - interval '61 seconds' WHERE id = $1", [id])
+        job = try h.runOnce(id)
+        #expect(job.status == .failed && job.lastError?.hasPrefix("no free nodes for 60 s") == true, "\(job.lastError ?? "")")
+        #expect(try h.walletNonce() == 0)
+    }
+
+    @Test func aCreateThatRevertsForWantOfNodesIsCreatedAgain() throws {
+        let h = try Self.harness(allowance: 1_000 * Self.cnx)
+        h.network.script { $0.revertReason = "No kind of gpu vram meets condition" }
+        let id = try h.submit()
+        try h.runOnce(id)
+        let first = try #require(try h.transactions(id).first)
+        h.network.mine(first.hash, succeeded: false)
+        var job = try h.runOnce(id)
+        // Back to an unsigned create, the reverted transaction kept; then a new one is signed.
+        #expect(job.recreations == 1 && job.status == .pending)
+        job = try h.runOnce(id)
+        let txs = try h.transactions(id).filter { $0.purpose == .createTask }
+        #expect(txs.count == 2 && txs[1].nonce == 1 && job.txNonce == 1)
+        // An ordinary revert still fails the job.
+        h.network.script { $0.revertReason = "Invalid task type" }
+        h.network.mine(txs[1].hash, succeeded: false)
+        job = try h.runOnce(id)
+        #expect(job.status == .failed && job.lastError == "createTask reverted: Invalid task type")
+    }
+
+    @Test func aJobPinnedToAProfileGoesOnlyToWorkersOfThatProfile() throws {
+        let h = try Self.harness()
+        let id = try h.submit()
+        try h.db.execute("UPDATE crynux.jobs SET network_profile = 'era-d' WHERE id = $1", [id])
+        #expect(try JobStore.claim(h.db, worker: "h", profile: "hydrogen", limit: 5, leaseSeconds: 60).isEmpty)
+        #expect(try JobStore.claim(h.db, worker: "d", profile: "era-d", limit: 5, leaseSeconds: 60).map(\.id) == [id])
+    }
+}
