@@ -54,8 +54,10 @@ public final class HydrogenNetwork: RPCTaskNetwork, @unchecked Sendable {
         ContractCall(to: token.address, data: token.approveCall(spender: task.address, amount: amount))
     }
 
+    /// The standing is read before the estimate: an approval mined between the two then shows as a
+    /// short allowance (read again) rather than as a createTask that reverts for want of one.
     public func createConditions(for call: ContractCall, from: Address, withTip: Bool) throws -> CreateConditions {
-        let (base, answers) = try createConditions(for: call, from: from, withTip: withTip, extra: [
+        let (base, answers) = try createConditions(for: call, from: from, withTip: withTip, first: [
             ("eth_call", EthereumClient.callParams(CallRequest(to: token.address, data: token.balanceOfCall(owner: from)))),
             ("eth_call", EthereumClient.callParams(CallRequest(to: token.address,
                                                                data: token.allowanceCall(owner: from, spender: task.address)))),

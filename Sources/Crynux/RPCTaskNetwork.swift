@@ -68,22 +68,24 @@ extension RPCTaskNetwork {
         return relay
     }
 
-    /// The createTask's estimate, the gas price, the tip when asked for, and `extra` requests, in
-    /// one batch; the answers to `extra` follow, in order.
-    func createConditions(for call: ContractCall, from: Address, withTip: Bool, extra: [(method: String, params: [JSON])])
-        throws -> (conditions: CreateConditions, extra: [Result<JSON, JSONRPCError>]) {
-        var requests: [(method: String, params: [JSON])] = [("eth_estimateGas", [call.request(from: from).json]), ("eth_gasPrice", [])]
+    /// `first` requests, then the createTask's estimate, the gas price and the tip when asked for, in
+    /// one batch; the answers to `first` come back in order. A node answers the items one after the
+    /// other, each at the latest block of its moment: what `first` reads is never newer than the estimate.
+    func createConditions(for call: ContractCall, from: Address, withTip: Bool, first: [(method: String, params: [JSON])])
+        throws -> (conditions: CreateConditions, first: [Result<JSON, JSONRPCError>]) {
+        var requests = first + [("eth_estimateGas", [call.request(from: from).json]), ("eth_gasPrice", [])]
         if withTip { requests.append(("eth_maxPriorityFeePerGas", [])) }
-        let answers = try rpc.batch(requests + extra)
+        let answers = try rpc.batch(requests)
+        let n = first.count
         let estimate: GasEstimate
-        switch answers[0] {
+        switch answers[n] {
         case .success(let json): estimate = .gas(try EthereumClient.decodeUInt64(json))
         case .failure(let error) where error.isExecutionRevert: estimate = .reverts(error.revertText)
         case .failure(let error): throw EthereumClientError.rpc(error)
         }
-        let conditions = CreateConditions(estimate: estimate, gasPrice: try EthereumClient.decodeQuantity(try answers[1].rpcValue()),
-                                          tip: withTip ? try EthereumClient.decodeQuantity(try answers[2].rpcValue()) : nil)
-        return (conditions, Array(answers[requests.count...]))
+        let conditions = CreateConditions(estimate: estimate, gasPrice: try EthereumClient.decodeQuantity(try answers[n + 1].rpcValue()),
+                                          tip: withTip ? try EthereumClient.decodeQuantity(try answers[n + 2].rpcValue()) : nil)
+        return (conditions, Array(answers[..<n]))
     }
 
     /// `getTask` of each id at `latest`, in one batch; one result per id, in order.

@@ -255,7 +255,7 @@ public final class EraDNetwork: RPCTaskNetwork, @unchecked Sendable {
     }
 
     public func createConditions(for call: ContractCall, from: Address, withTip: Bool) throws -> CreateConditions {
-        try createConditions(for: call, from: from, withTip: withTip, extra: []).conditions
+        try createConditions(for: call, from: from, withTip: withTip, first: []).conditions
     }
 
     public func queueState() throws -> QueueState {

@@ -118,6 +118,11 @@ struct CreateStage {
         guard token.allowance < fee else { return nil }
         if let pending = try context.pendingApproval() {
             if try context.minedReceipt(of: [pending]) != nil { return .wait(after: 0) }  // mined: read the allowance again
+            // Not mined yet: whoever waits for it sends the same bytes again now and then (a
+            // send lost to a node's hiccup would otherwise hold every job of the wallet).
+            if context.seconds(since: pending.lastSentAt) >= config.rebroadcastAfter {
+                return try sendApproval(job, pending, context)
+            }
             return .wait(after: 1)
         }
         let amount: BigUInt

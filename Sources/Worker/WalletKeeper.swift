@@ -23,7 +23,14 @@ struct WalletKeeper {
             let mined = try network.minedNonce(of: wallet.address)
             let orphans = try JobStore.unfollowedTransactions(db, wallet: wallet.address, fromNonce: mined)
             for nonce in Set(orphans.map(\.nonce)).sorted() {
-                try follow(db, orphans.filter { $0.nonce == nonce }, context)
+                // One nonce's network hiccup must not keep the keeper from the others.
+                do {
+                    try follow(db, orphans.filter { $0.nonce == nonce }, context)
+                } catch let error as PostgresError {
+                    throw error
+                } catch {
+                    log.error("wallet keeper \(wallet.address.checksummed), nonce \(nonce): \(error)")
+                }
             }
             // Reserved and lost (a restore): nothing will ever use these nonces but a fill. Only
             // beyond what the node already holds, which may be ours or anyone's.

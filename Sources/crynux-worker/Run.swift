@@ -50,6 +50,8 @@ struct Run: ParsableCommand {
     @Option(help: "Fixed createTask gas limit (default: estimate, refusing creates that would revert).") var gasLimit: UInt64?
     @Option(help: "Fixed gas price in wei (default: the node's).") var gasPriceWei: String?
     @Flag(help: "Send EIP-1559 (type 2) transactions instead of legacy EIP-155 ones.") var eip1559 = false
+    @Option(help: "Longest wait, in seconds, between two tries after network failures (the wait doubles per failed try).")
+    var retryMax = 60.0
     @Option(help: "Seconds before an unmined transaction is sent again.") var rebroadcastAfter = 10.0
     @Option(help: "Seconds before an unmined createTask is replaced at a higher price.") var replaceAfter = 60.0
     @Option(help: "Highest gas price (or max fee) a replacement may pay, in wei (default: 3 × the first price).") var maxGasPriceWei: String?
@@ -182,6 +184,8 @@ struct Run: ParsableCommand {
         config.queueTimeout = queueTimeout
         config.admissionRetry = admissionRetry
         config.keeperInterval = keeperInterval
+        guard retryMax >= 1 else { throw ValidationError("--retry-max must be at least 1 second") }
+        config.retryMax = retryMax
         config.rebroadcastAfter = rebroadcastAfter
         config.replaceAfter = replaceAfter
         config.uploadDeadline = uploadDeadline

@@ -35,6 +35,17 @@ public struct Devnet: Sendable {
         return try load(file: file, ownStateDir: nil)
     }
 
+    /// The Hydrogen network scripts/test started (CRYNUX_HYDROGEN_DEVNET_FILE) for the Hydrogen
+    /// end-to-end suite, which runs its tests one at a time and restores every knob it turns.
+    public static func sharedHydrogen() throws -> Devnet {
+        guard let file = ProcessInfo.processInfo.environment["CRYNUX_HYDROGEN_DEVNET_FILE"], !file.isEmpty else {
+            throw TestSetupError("CRYNUX_HYDROGEN_DEVNET_FILE is not set: run the tests with scripts/test, which starts the local Hydrogen network")
+        }
+        let devnet = try load(file: file, ownStateDir: nil)
+        guard devnet.profile == "hydrogen" else { throw TestSetupError("\(file) describes a \(devnet.profile) network, not hydrogen") }
+        return devnet
+    }
+
     /// Starts a network of its own (for tests that turn global fault knobs), with start-up flags.
     public static func startPrivate(_ flags: [String] = []) throws -> Devnet {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("devnet-\(UInt32.random(in: 0...UInt32.max))").path

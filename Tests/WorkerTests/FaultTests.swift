@@ -59,7 +59,7 @@ final class FaultTests {
         let db = try harness.db()
         for i in 0..<6 { try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: PipelineHarness.sdArgs(images: 1 + i % 2, prompt: "flaky \(i)"))) }
         for i in 0..<2 { try JobStore.submit(db, JobSubmission(kind: "gpt", taskArgs: PipelineHarness.gptArgs("flaky \(i)"))) }
-        let logs = try harness.runWorkersUntilIdle(count: 2, timeout: 240, extra: ["--poll-interval-max", "1"])
+        let logs = try harness.runWorkersUntilIdle(count: 2, timeout: 240, extra: ["--poll-interval-max", "1", "--retry-max", "4"])
         let stats = try devnet.admin("GET", "/admin/stats") as? [String: Any]
         try devnet.configure(["rpc_error_rate": 0, "rpc_http500_rate": 0, "relay_http500_rate": 0])
         let jobs = try harness.jobs()

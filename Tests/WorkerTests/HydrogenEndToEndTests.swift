@@ -8,16 +8,15 @@ import Testing
 
 /// The same guarantees as era D's end-to-end tests, on a local Hydrogen network (era B): the wallet
 /// approves CNX for the Task contract, createTask takes 4 arguments and no value, three nodes are
-/// selected at once and there is no queue. One network of the suite's own: several tests turn
-/// its global knobs, so they run one at a time.
+/// selected at once and there is no queue. The Hydrogen network scripts/test started (30 nodes)
+/// serves this suite alone: several tests turn its global knobs, so they run one at a time and
+/// put every knob back.
 @Suite("Hydrogen end to end", .serialized)
-final class HydrogenEndToEndTests {
+struct HydrogenEndToEndTests {
     let devnet: Devnet
     static let cnx = BigUInt(10).power(18)
 
-    // 30 nodes: ten tasks at once, so that a few workers' jobs mostly find free nodes.
-    init() throws { devnet = try Devnet.startPrivate(["--profile", "hydrogen", "--nodes", "30"]) }
-    deinit { devnet.stop() }
+    init() throws { devnet = try Devnet.sharedHydrogen() }
 
     func harness() throws -> PipelineHarness {
         let harness = try PipelineHarness(devnet: devnet)
@@ -153,7 +152,7 @@ final class HydrogenEndToEndTests {
         let db = try harness.db()
         for i in 0..<4 { try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: PipelineHarness.sdArgs(images: 1 + i % 2, prompt: "flaky \(i)"))) }
         for i in 0..<2 { try JobStore.submit(db, JobSubmission(kind: "gpt", taskArgs: PipelineHarness.gptArgs("flaky \(i)"))) }
-        let logs = try harness.runWorkersUntilIdle(count: 2, timeout: 240, extra: ["--poll-interval-max", "1"])
+        let logs = try harness.runWorkersUntilIdle(count: 2, timeout: 240, extra: ["--poll-interval-max", "1", "--retry-max", "4"])
         try devnet.configure(["rpc_error_rate": 0, "rpc_http500_rate": 0, "relay_http500_rate": 0])
         let jobs = try harness.jobs()
         #expect(jobs.allSatisfy { $0.status == .succeeded }, "\(jobs.map { "\($0.id) \($0.status) \($0.lastError ?? "")" })\n\(logs.suffix(3000))")
