@@ -76,6 +76,15 @@ struct CreateStage {
                 gasLimit = max(doubled.overflow ? .max : doubled.partialValue, config.minimumGasLimit)
             case .reverts(let reason) where context.network.lacksFreeNodes(revertReason: reason):
                 return waitForNodes(job, reason, context)
+            case .reverts(let reason) where conditions.token != nil && (reason.contains("Not enough allowance") || reason.contains("Not enough tokens")):
+                // The standing said enough: another createTask of the wallet was mined between the
+                // two readings; read again. A contract that keeps saying so charges more than
+                // the expected fee.
+                guard job.stageAttempts >= 3 else {
+                    return .wait(after: 1, failedTry: true, error: "createTask would revert (\(reason)); reading the wallet's standing again")
+                }
+                return .fail(reason: "createTask would revert (\(reason)) although the wallet holds and allows \(cnx(job.feeWeiOverride ?? config.tokenTaskFeeWei)): the Task contract charges more than that; raise --token-task-fee-wei; no transaction was sent",
+                             retryFrom: .create)
             case .reverts(let reason):
                 // The node simulated it and it reverts: refuse now, before any money moves.
                 return .fail(reason: "createTask would revert (\(reason)); no transaction was sent", retryFrom: .create)
@@ -115,8 +124,13 @@ struct CreateStage {
             return .fail(reason: "not enough CNX: the wallet \(context.wallet.address.checksummed) holds \(cnx(token.balance)) and a task costs \(cnx(fee)); no transaction was sent",
                          retryFrom: .create)
         }
-        guard token.allowance < fee else { return nil }
-        if let pending = try context.pendingApproval() {
+        let pending = try context.pendingApproval()
+        guard token.allowance < fee else {
+            // The allowance is there, so the approval was mined: its receipt goes on record.
+            if let pending { _ = try context.minedReceipt(of: [pending]) }
+            return nil
+        }
+        if let pending {
             if try context.minedReceipt(of: [pending]) != nil { return .wait(after: 0) }  // mined: read the allowance again
             // Not mined yet: whoever waits for it sends the same bytes again now and then (a
             // send lost to a node's hiccup would otherwise hold every job of the wallet).

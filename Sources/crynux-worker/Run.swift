@@ -164,6 +164,11 @@ struct Run: ParsableCommand {
             }
             config.sdSchema = schema
         }
+        // The Hydrogen Relay (fa0afaa) checked stable-diffusion-task@c0d652a's schema, whose
+        // rules are 68b52d2's: a newer one would let arguments through that it refuses.
+        if chosen == .hydrogen, config.sdSchema != SDSchema.hydrogenDefault {
+            throw ValidationError("--sd-schema \(config.sdSchema.rawValue) is not the Hydrogen Relay's; it enforces \(SDSchema.hydrogenDefault.rawValue) (stable-diffusion-task@c0d652a)")
+        }
         if let logsBlockRange {
             guard logsBlockRange > 0 else { throw ValidationError("--logs-block-range must be at least 1") }
             config.logsBlockRange = logsBlockRange

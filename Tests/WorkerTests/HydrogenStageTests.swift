@@ -159,6 +159,19 @@ struct HydrogenStageTests {
         #expect(job.status == .failed && job.lastError == "createTask reverted: Invalid task type")
     }
 
+    @Test func anAllowanceRevertDespiteEnoughStandingIsReadAgainThenNamed() throws {
+        // Another createTask of the wallet mined between the readings, or a contract that
+        // charges more than the expected fee: a few more readings, then a clear failure.
+        let h = try Self.harness(allowance: 1_000 * Self.cnx)
+        h.network.script { $0.estimate = .reverts("Not enough allowance for task") }
+        let id = try h.submit()
+        var job = try h.runOnce(id)
+        #expect(job.status == .pending && job.stageAttempts == 1 && job.lastError?.contains("reading the wallet's standing again") == true)
+        for _ in 0..<3 { job = try h.runOnce(id) }
+        #expect(job.status == .failed && job.lastError?.contains("raise --token-task-fee-wei") == true, "\(job.lastError ?? "")")
+        #expect(try h.transactions(id).isEmpty && h.network.sent.isEmpty)
+    }
+
     @Test func aJobPinnedToAProfileGoesOnlyToWorkersOfThatProfile() throws {
         let h = try Self.harness()
         let id = try h.submit()
