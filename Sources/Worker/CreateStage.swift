@@ -57,6 +57,11 @@ struct CreateStage {
         guard queue.size < queue.limit else {
             return .wait(after: config.admissionRetry)
         }
+        // The store decides under its lock when signing; asking it first spares a backlog the
+        // gas estimate (the node's costliest answer) of every create that would be refused.
+        if queue.limit != .max, try context.tasksOnTheWay(queue.readAt) >= Int64(clamping: queue.limit - queue.size) {
+            return .wait(after: config.admissionRetry)
+        }
         let call = try context.network.planCreateTask(request).createTask
         let conditions = try context.network.createConditions(for: call, from: context.wallet.address, withTip: config.useEIP1559)
         if let token = conditions.token, let outcome = try tokenGate(job, token, conditions, context) {
