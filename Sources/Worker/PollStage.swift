@@ -74,7 +74,11 @@ struct PollStage {
                 return .advance(to: .fetch, note: uploaded ? "task \(taskId): results uploaded (deleted on chain)"
                                     : "task \(taskId): results not reported uploaded within \(Int(config.resultsUploadWait)) s; asking the Relay")
             }
-            if case .succeeded = state.phase { return .wait(after: config.pollInterval) }
+            // The upload takes the result node a few seconds: look again at a pace that grows
+            // with the wait (half of it), so that a slow one costs few polls.
+            if case .succeeded = state.phase {
+                return .wait(after: min(max(config.pollInterval, context.seconds(since: job.taskFinishedAt) / 2), config.pollIntervalMax))
+            }
         }
         switch state.phase {
         case .succeeded(let node) where network.deletesTaskWhenResultsUploaded:
