@@ -19,32 +19,53 @@ extension JobStore {
     /// `claim`, and when it took fewer than `limit` jobs (nothing more is due), the seconds until
     /// the next pending job can be claimed (`secondsUntilNextDue`), in the same round trip: an
     /// idle worker's look at the queue is one statement, not two.
+    ///
+    /// With `pollLimit`, `limit` counts the jobs of every stage but poll, and up to `pollLimit`
+    /// due polls come on top: they go out as one JSON-RPC batch and are written back in one
+    /// statement, so a thousand tasks in flight cost a request and a write per tick, not one per
+    /// few jobs.
     public static func claimNoting(_ db: PostgresConnection, worker: String, wallets: [Address]? = nil, profile: String? = nil,
-                                   limit: Int, leaseSeconds: Double) throws -> (jobs: [Job], nextDueIn: Double?) {
+                                   limit: Int, pollLimit: Int? = nil, leaseSeconds: Double) throws -> (jobs: [Job], nextDueIn: Double?) {
         let held: String? = wallets.map { "{" + $0.map(\.bytes.hex).joined(separator: ",") + "}" }
-        // The next-due subquery sees the rows as they were before this statement: the jobs
-        // claimed here are left out, or they would look due at once.
-        let rows = try db.query("""
-            WITH due AS (
-                SELECT id FROM crynux.jobs
+        let dueRows = """
+            SELECT id FROM crynux.jobs
                 WHERE status = 'pending' AND run_at <= now()
                   AND (locked_until IS NULL OR locked_until < now())
                   AND ($4::text[] IS NULL OR wallet_address IS NULL OR wallet_address = ANY($4::text[]))
                   AND ($5::text IS NULL OR network_profile IS NULL OR network_profile = $5)
-                ORDER BY priority DESC, stage_rank DESC, run_at, id
-                LIMIT $1
-                FOR UPDATE SKIP LOCKED),
+            """
+        let order = "ORDER BY priority DESC, stage_rank DESC, run_at, id"
+        var params: [(any PostgresEncodable)?] = [Int64(limit), worker, leaseSeconds, held, profile]
+        let due: String
+        let short: String  // fewer claimed than asked: nothing more is due, say when something is
+        if let pollLimit {
+            params.append(Int64(pollLimit))
+            let poll = JobStage.poll.claimRank
+            due = """
+                others AS (\(dueRows) AND stage_rank <> \(poll) \(order) LIMIT $1 FOR UPDATE SKIP LOCKED),
+                polls AS (\(dueRows) AND stage_rank = \(poll) \(order) LIMIT $6 FOR UPDATE SKIP LOCKED),
+                due AS (SELECT id FROM others UNION ALL SELECT id FROM polls),
+                """
+            short = "(SELECT count(*) FROM others) < $1 AND (SELECT count(*) FROM polls) < $6"
+        } else {
+            due = "due AS (\(dueRows) \(order) LIMIT $1 FOR UPDATE SKIP LOCKED),"
+            short = "(SELECT count(*) FROM due) < $1"
+        }
+        // The next-due subquery sees the rows as they were before this statement: the jobs
+        // claimed here are left out, or they would look due at once.
+        let rows = try db.query("""
+            WITH \(due)
             claimed AS (
                 UPDATE crynux.jobs j
                 SET locked_by = $2, locked_until = now() + make_interval(secs => $3), lease_token = j.lease_token + 1
                 FROM due WHERE j.id = due.id
                 RETURNING \(claimedColumns))
             SELECT claimed.*, next.wait AS next_due_in
-            FROM (SELECT CASE WHEN (SELECT count(*) FROM due) < $1 THEN (
+            FROM (SELECT CASE WHEN \(short) THEN (
                       SELECT extract(epoch FROM min(greatest(run_at, locked_until)) - now())::float8 FROM crynux.jobs
                       WHERE status = 'pending' AND id NOT IN (SELECT id FROM due)) END AS wait) AS next
             LEFT JOIN claimed ON true
-            """, [Int64(limit), worker, leaseSeconds, held, profile], planEachTime: true)
+            """, params, planEachTime: true)
         let nextDue = try rows.first?.optional("next_due_in", as: Double.self)
         let jobs = try rows.compactMap { row -> Job? in
             guard try row.optional("id", as: Int64.self) != nil else { return nil }  // nothing claimed

@@ -38,8 +38,11 @@ public struct WorkerConfig: Sendable {
 
     /// Stage executions running at once in this process (threads, each with its own connection).
     public var concurrency: Int = 4
-    /// Jobs claimed per round trip; due polls among them go out as one JSON-RPC batch.
+    /// Jobs of the single-job stages (create, upload, fetch) claimed per free thread per round trip.
     public var claimBatch: Int = 8
+    /// Due polls claimed on top, at most, in the same round trip: they go out as one JSON-RPC
+    /// batch (geth takes up to 1,000 calls in one) and are written back in one statement.
+    public var pollBatch: Int = 500
     public var leaseSeconds: Double = 120
     /// How long an idle worker sleeps when no NOTIFY arrives.
     public var idleInterval: Double = 2

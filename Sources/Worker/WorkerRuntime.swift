@@ -294,14 +294,15 @@ public final class WorkerRuntime: @unchecked Sendable {
                 let limit = free * perThread
                 let (jobs, nextDueIn) = try JobStore.claimNoting(db, worker: leaseHolder, wallets: wallets,
                                                                  profile: config.profile.rawValue, limit: limit,
+                                                                 pollLimit: config.pollBatch,
                                                                  leaseSeconds: config.leaseSeconds)
+                // Polls together (one request for all), the rest shared out evenly over the free threads.
+                let polls = jobs.filter { $0.stage == .poll }, others = jobs.filter { $0.stage != .poll }
                 // A full claim: more may be due at once. Otherwise the claim named the next due time.
-                let due = jobs.count == limit ? Date() : Date(timeIntervalSinceNow: min(max(
+                let due = others.count >= limit || polls.count >= config.pollBatch ? Date() : Date(timeIntervalSinceNow: min(max(
                     nextDueIn ?? config.idleInterval, 0.02), config.idleInterval))
                 condition.lock()
                 nextClaim = min(nextClaim, due)
-                // Polls together (one request for all), the rest shared out evenly over the free threads.
-                let polls = jobs.filter { $0.stage == .poll }, others = jobs.filter { $0.stage != .poll }
                 if !polls.isEmpty { ready.append(polls) }
                 let share = max(1, (others.count + free - 1) / free)
                 for start in stride(from: 0, to: others.count, by: share) {
@@ -334,9 +335,12 @@ public final class WorkerRuntime: @unchecked Sendable {
                 connection = db
                 let started = Date()
                 pipeline.run(db, jobs, stopping: { isStopping })
-                condition.lock()
-                secondsPerJob = -started.timeIntervalSinceNow / Double(jobs.count)
-                condition.unlock()
+                // The pace sizes claims of single-job stages; a batch of polls says nothing of it.
+                if jobs.first?.stage != .poll {
+                    condition.lock()
+                    secondsPerJob = -started.timeIntervalSinceNow / Double(jobs.count)
+                    condition.unlock()
+                }
             } catch {
                 // No connection: the jobs' leases expire and they are claimed again.
                 log.error("thread \(index): \(error)")

@@ -37,7 +37,9 @@ struct Run: ParsableCommand {
     var privateKeyFile: [String] = []
 
     @Option(help: "Stage executions at once in this process.") var concurrency = 4
-    @Option(help: "Jobs claimed per round trip.") var claimBatch = 8
+    @Option(help: "Jobs of create, upload and fetch claimed per free thread per round trip.") var claimBatch = 8
+    @Option(help: "Due polls claimed at most per round trip, on top; they go to the node as one JSON-RPC batch (keep it within the node's batch limit: 1,000 on geth).")
+    var pollBatch = 500
     @Option(help: "Lease length in seconds.") var leaseSeconds = 120.0
     @Option(help: "First interval between getTask polls, seconds.") var pollInterval = 1.0
     @Option(help: "Longest interval between getTask polls, seconds.") var pollIntervalMax = 30.0
@@ -151,6 +153,8 @@ struct Run: ParsableCommand {
         }
         config.concurrency = concurrency
         config.claimBatch = claimBatch
+        guard pollBatch >= 1 else { throw ValidationError("--poll-batch must be at least 1") }
+        config.pollBatch = pollBatch
         config.leaseSeconds = leaseSeconds
         config.pollInterval = pollInterval
         config.pollIntervalMax = pollIntervalMax

@@ -48,6 +48,23 @@ struct StoreTests {
         #expect(try JobStore.claimNoting(db, worker: "w", limit: 1, leaseSeconds: 60).nextDueIn == nil)
     }
 
+    /// Due polls come on top of a claim's limit, up to their own: a thousand tasks in flight go out
+    /// as a few batches, not one claim per few jobs.
+    @Test func pollsAreClaimedInBatchesOnTopOfTheLimit() throws {
+        let creates = try (0..<3).map { _ in try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args)) }
+        let polls = try (0..<12).map { _ in try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args)) }
+        try db.execute("UPDATE crynux.jobs SET stage = 'poll', task_id = id, tx_block_number = 1 WHERE id = ANY($1::bigint[])",
+                       ["{" + polls.map(String.init).joined(separator: ",") + "}"])
+        let first = try JobStore.claimNoting(db, worker: "w", limit: 2, pollLimit: 10, leaseSeconds: 60)
+        #expect(first.jobs.filter { $0.stage == .poll }.count == 10)
+        #expect(first.jobs.filter { $0.stage == .create }.map(\.id) == Array(creates.prefix(2)))
+        #expect(first.nextDueIn == nil)  // full: more may be due
+        let second = try JobStore.claimNoting(db, worker: "w", limit: 2, pollLimit: 10, leaseSeconds: 60)
+        #expect(second.jobs.filter { $0.stage == .poll }.count == 2 && second.jobs.filter { $0.stage == .create }.count == 1)
+        #expect(second.nextDueIn != nil)  // short on both: the next due time comes with it
+        #expect(Set((first.jobs + second.jobs).map(\.id)).count == 15)
+    }
+
     /// Polls that found their tasks running are written in one statement, each still fenced by its lease.
     @Test func stillWaitingIsWrittenTogetherAndFenced() throws {
         for _ in 0..<3 { _ = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args)) }
