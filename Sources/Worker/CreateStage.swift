@@ -59,8 +59,14 @@ struct CreateStage {
         }
         // The store decides under its lock when signing; asking it first spares a backlog the
         // gas estimate (the node's costliest answer) of every create that would be refused.
-        if queue.limit != .max, try context.tasksOnTheWay(queue.readAt) >= Int64(clamping: queue.limit - queue.size) {
-            return .wait(after: config.admissionRetry)
+        if queue.limit != .max {
+            let counts = try context.admissionCounts(queue.readAt)
+            if counts.onTheWay >= Int64(clamping: queue.limit - queue.size) {
+                // A backlog many times the queue looks less often, all its jobs alike (so their
+                // order holds): still far more looks than slots free up, at a fraction of the writes.
+                let backlog = Double(counts.waiting) / Double(max(queue.limit, 1))
+                return .wait(after: min(config.admissionRetry * max(1, backlog), config.admissionRetry * 10))
+            }
         }
         let call = try context.network.planCreateTask(request).createTask
         let conditions = try context.network.createConditions(for: call, from: context.wallet.address, withTip: config.useEIP1559)

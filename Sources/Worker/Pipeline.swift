@@ -65,7 +65,7 @@ struct Pipeline {
         let wallet = wallet(for: job)
         return StageContext(network: network, config: config, wallet: wallet, justSigned: justSigned,
                             pendingApproval: { try JobStore.pendingApproval(db, wallet: wallet.address) },
-                            tasksOnTheWay: { try JobStore.tasksOnTheWay(db, since: $0) }) { purpose in
+                            admissionCounts: { try JobStore.admissionCounts(db, since: $0) }) { purpose in
             try JobStore.transactions(db, of: job, purpose: purpose)
         }
     }

@@ -18,15 +18,16 @@ final class StageContext {
     private let ledger: (TransactionPurpose) throws -> [StoredTransaction]
     /// The wallet's approval on its way, if any (Hydrogen).
     let pendingApproval: () throws -> StoredTransaction?
-    /// Our createTasks on their way to the queue that a size read at this time does not count.
-    let tasksOnTheWay: (Date) throws -> Int64
+    /// Our createTasks on their way to the queue that a size read at this time does not count,
+    /// and the unsigned creates waiting for room.
+    let admissionCounts: (Date) throws -> (onTheWay: Int64, waiting: Int64)
 
     init(network: any TaskNetwork, config: WorkerConfig, wallet: Wallet, now: Date = Date(), justSigned: StoredTransaction? = nil,
          pendingApproval: @escaping () throws -> StoredTransaction? = { nil },
-         tasksOnTheWay: @escaping (Date) throws -> Int64 = { _ in 0 },
+         admissionCounts: @escaping (Date) throws -> (onTheWay: Int64, waiting: Int64) = { _ in (0, 0) },
          ledger: @escaping (TransactionPurpose) throws -> [StoredTransaction]) {
         self.pendingApproval = pendingApproval
-        self.tasksOnTheWay = tasksOnTheWay
+        self.admissionCounts = admissionCounts
         self.network = network
         self.config = config
         self.wallet = wallet
