@@ -10,7 +10,7 @@ struct CrynuxWorker: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crynux-worker",
         abstract: "Turns rows of crynux.jobs into paid Crynux tasks and stores their results.",
-        subcommands: [Migrate.self, Run.self, Submit.self, Status.self, Show.self, Cancel.self, Retry.self, Results.self,
+        subcommands: [Migrate.self, Run.self, Submit.self, Status.self, Show.self, Cancel.self, Retry.self, Results.self, Prune.self,
                       BenchQueue.self])
 }
 
@@ -84,6 +84,44 @@ struct Submit: ParsableCommand {
             kind: kind, taskArgs: trimmed, priority: priority, notBefore: notBeforeDate,
             idempotencyKey: idempotencyKey, feeWei: feeWei, vramLimit: vramLimit))
         print(id)
+    }
+}
+
+struct Prune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Delete finished jobs past their retention, in small batches (safe while workers run).",
+        discussion: """
+            Durations are a number and a unit: 90s, 30m, 12h, 7d. A job whose transaction may still
+            be mined is kept. Example:
+              crynux-worker prune --succeeded-older-than 7d --failed-older-than 30d
+              crynux-worker prune --succeeded-older-than 1d --keep-history   # only the result files
+            """)
+    @OptionGroup var database: DatabaseOptions
+    @Option(help: "Delete succeeded jobs finished longer ago than this.") var succeededOlderThan: String?
+    @Option(help: "Delete failed and cancelled jobs finished longer ago than this.") var failedOlderThan: String?
+    @Flag(help: "Keep the jobs' rows, history and transactions; delete only their result files.") var keepHistory = false
+    @Option(help: "Jobs (or result files) per batch; each batch is its own short transaction.") var batch = 1000
+
+    static func seconds(_ text: String) throws -> Double {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        guard let unit = text.last.flatMap({ units[$0] }), let value = Double(text.dropLast()), value >= 0, value.isFinite else {
+            throw ValidationError("\(text) is not a duration such as 90s, 30m, 12h or 7d")
+        }
+        return value * unit
+    }
+
+    func run() throws {
+        guard succeededOlderThan != nil || failedOlderThan != nil else {
+            throw ValidationError("say what to prune: --succeeded-older-than and/or --failed-older-than")
+        }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        let now = Date()
+        let succeeded = try succeededOlderThan.map { now.addingTimeInterval(-(try Self.seconds($0))) }
+        let failed = try failedOlderThan.map { now.addingTimeInterval(-(try Self.seconds($0))) }
+        let counts = try JobStore.prune(try database.connect(), succeededBefore: succeeded, failedBefore: failed,
+                                        keepHistory: keepHistory, batch: batch)
+        print(keepHistory ? "deleted \(counts.results) result file(s) in \(counts.batches) batch(es)"
+                          : "deleted \(counts.jobs) job(s) and \(counts.results) result file(s) in \(counts.batches) batch(es)")
     }
 }
 

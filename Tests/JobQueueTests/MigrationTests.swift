@@ -39,7 +39,7 @@ struct MigrationTests {
         #expect(try versions.map { try $0.get("name", as: String.self) } == expected.map(\.name))
         // One copy of each object.
         let tables = try db.query("""
-            SELECT table_name FROM information_schema.tables WHERE table_schema = 'crynux' ORDER BY table_name
+            SELECT table_name FROM information_schema.tables WHERE table_schema = 'crynux' AND table_type = 'BASE TABLE' ORDER BY table_name
             """).map { try $0.get("table_name", as: String.self) }
         #expect(tables == ["job_events", "job_results", "job_transactions", "jobs", "schema_migrations", "wallets"])
         let functions = try db.query("""
