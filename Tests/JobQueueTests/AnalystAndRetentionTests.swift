@@ -86,6 +86,27 @@ struct AnalystAndRetentionTests {
         try db.execute("RESET ROLE")
     }
 
+    /// The documented place for analysis: the views on a streaming hot standby, read-only there.
+    @Test func theViewsRunOnTheReplica() throws {
+        let id = try job(status: "succeeded", submitted: "2026-11-03T10:00:00Z", steps: [1, 2, 3, 4], finishedAfter: 4, fee: "7")
+        // The database and the job reach the standby by streaming; wait for them.
+        let url = try database.replicaURL()
+        let deadline = Date().addingTimeInterval(30)
+        var replica: PostgresConnection?
+        var seen = false
+        while !seen && Date() < deadline {
+            replica = replica ?? (try? PostgresConnection(url: url))
+            seen = (try? replica?.query("SELECT count(*) FROM crynux.job_history WHERE job_id = $1", [id])[0].get(0, as: Int64.self)) == 1
+            if !seen { Thread.sleep(forTimeInterval: 0.05) }
+        }
+        let standby = try #require(replica, "no connection to the replica at \(url)")
+        #expect(seen, "the job never reached the replica")
+        #expect(try standby.query("SELECT pg_is_in_recovery()")[0].get(0, as: Bool.self))
+        let day = try standby.query("SELECT jobs, fees_wei::text AS fees FROM crynux.daily_summary WHERE day = '2026-11-03'")[0]
+        #expect(try day.get("jobs", as: Int64.self) == 1 && day.get("fees", as: String.self) == "7")
+        #expect(throws: PostgresError.self) { try standby.execute("DELETE FROM crynux.jobs") }
+    }
+
     @Test func pruneDeletesExactlyWhatIsPastItsRetentionInBatches() throws {
         let day = 86_400.0
         func ago(_ seconds: Double) -> String { ISO8601DateFormatter().string(from: Date(timeIntervalSinceNow: -seconds)) }

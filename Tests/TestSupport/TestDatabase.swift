@@ -35,6 +35,14 @@ public struct TestDatabase: Sendable {
 
     public func connect() throws -> PostgresConnection { try PostgresConnection(url: url) }
 
+    /// This database on the hot standby scripts/test starts (REPLICA_URL); fails loudly without one.
+    public func replicaURL() throws -> String {
+        guard let replica = ProcessInfo.processInfo.environment["REPLICA_URL"], !replica.isEmpty else {
+            throw TestSetupError("REPLICA_URL is not set: run the tests with scripts/test, which starts a hot standby")
+        }
+        return Self.replacingDatabase(in: replica, with: name)
+    }
+
     public func drop() {
         guard let admin = try? PostgresConnection(url: try TestDatabase.serverURL()) else { return }
         _ = try? admin.execute("DROP DATABASE IF EXISTS \(PostgresConnection.quoteIdentifier(name)) WITH (FORCE)")

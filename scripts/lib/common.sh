@@ -64,3 +64,29 @@ stop_postgres() {
     [ -n "${PG_DIR:-}" ] && [ -d "$PG_DIR/data" ] || return 0
     "${PG_RUNAS[@]}" "$(pg_bindir)/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
 }
+
+# start_replica DIR: a streaming hot standby of the cluster start_postgres started, in DIR on a
+# free port; exports REPLICA_URL. Analysts' long queries belong there, not on the primary,
+# where they would hold back vacuum of the hot jobs table.
+start_replica() {
+    local dir="$1" bindir port primary_port
+    bindir=$(pg_bindir)
+    port=$(free_port)
+    primary_port=$(sed -E 's#.*:([0-9]+)/.*#\1#' <<<"$DATABASE_URL")
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres "$dir"
+    "${PG_RUNAS[@]}" "$bindir/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir/data" -R -X stream \
+        >"$dir/basebackup.log" 2>&1 || { cat "$dir/basebackup.log" >&2; die "pg_basebackup failed"; }
+    # A standby needs max_connections at least the primary's (start_postgres: 200).
+    "${PG_RUNAS[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c hot_standby=on -c max_connections=200" -w -t 60 start >/dev/null \
+        || { cat "$dir/postgres.log" >&2; die "the replica did not start"; }
+    REPLICA_DIR="$dir"
+    export REPLICA_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    log "hot standby of the test cluster on 127.0.0.1:$port (data in $dir/data)"
+}
+
+stop_replica() {
+    [ -n "${REPLICA_DIR:-}" ] && [ -d "$REPLICA_DIR/data" ] || return 0
+    "${PG_RUNAS[@]}" "$(pg_bindir)/pg_ctl" -D "$REPLICA_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
+}
