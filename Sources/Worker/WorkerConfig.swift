@@ -108,6 +108,11 @@ public struct WorkerConfig: Sendable {
     public var queueTimeout: Double = 900
     /// How often the wallet keeper looks for transactions no stage follows any more.
     public var keeperInterval: Double = 10
+    /// Retention inside `run`: succeeded (failed or cancelled) jobs finished longer ago than this
+    /// many seconds are deleted every `pruneInterval`; nil keeps them.
+    public var pruneSucceededAfter: Double?
+    public var pruneFailedAfter: Double?
+    public var pruneInterval: Double = 600
 
     /// Stage deadlines, measured from entering the stage.
     public var uploadDeadline: Double = 600

@@ -171,12 +171,27 @@ public final class WorkerRuntime: @unchecked Sendable {
         try JobStore.reconcileWallet(db, wallet.address, chainId: wallet.chainId, pendingNonce: pending)
     }
 
-    /// The wallet keeper's loop: one pass per wallet every `keeperInterval`, until stopped.
+    /// The wallet keeper's loop: one pass per wallet every `keeperInterval`, until stopped; and
+    /// the periodic prune, when configured, every `pruneInterval`.
     private func keepWallets(_ keeper: WalletKeeper, _ wallets: [Wallet]) {
         var connection: PostgresConnection?
+        var lastPrune = Date()
         while !isStopping {
-            idle(upTo: config.keeperInterval, ignoringWakeups: true)
+            idle(upTo: min(config.keeperInterval, config.pruneInterval), ignoringWakeups: true)
             if isStopping { break }
+            if config.pruneSucceededAfter != nil || config.pruneFailedAfter != nil, -lastPrune.timeIntervalSinceNow >= config.pruneInterval {
+                lastPrune = Date()
+                do {
+                    let db = try connection ?? config.connectDatabase()
+                    connection = db
+                    let counts = try JobStore.prune(db, succeededBefore: config.pruneSucceededAfter.map { Date(timeIntervalSinceNow: -$0) },
+                                                    failedBefore: config.pruneFailedAfter.map { Date(timeIntervalSinceNow: -$0) },
+                                                    keepHistory: false)
+                    if counts.jobs > 0 { log.info("pruned \(counts.jobs) finished job(s) past their retention") }
+                } catch {
+                    log.error("prune: \(error)")
+                }
+            }
             for wallet in wallets {
                 do {
                     let db = try connection ?? config.connectDatabase()

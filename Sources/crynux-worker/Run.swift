@@ -67,6 +67,10 @@ struct Run: ParsableCommand {
     var admissionRetry = 3.0
     @Option(help: "Seconds between two rounds of the wallet keeper (re-sends or fills transactions no stage follows).")
     var keeperInterval = 10.0
+    @Option(help: "Retention: delete succeeded jobs finished longer ago than this (90s, 30m, 12h, 7d), every --prune-interval.")
+    var pruneSucceededOlderThan: String?
+    @Option(help: "Retention: delete failed and cancelled jobs finished longer ago than this.") var pruneFailedOlderThan: String?
+    @Option(help: "Seconds between two retention passes (with --prune-*-older-than).") var pruneInterval = 600.0
     @Option(help: "Seconds the upload stage may take.") var uploadDeadline = 600.0
     @Option(help: "Seconds the fetch stage may take.") var fetchDeadline = 1800.0
     @Option(help: "Seconds after the task's on-chain deadline before we cancel it for the refund.") var cancelGrace = 30.0
@@ -193,6 +197,10 @@ struct Run: ParsableCommand {
         config.queueTimeout = queueTimeout
         config.admissionRetry = admissionRetry
         config.keeperInterval = keeperInterval
+        config.pruneSucceededAfter = try pruneSucceededOlderThan.map(Prune.seconds)
+        config.pruneFailedAfter = try pruneFailedOlderThan.map(Prune.seconds)
+        guard pruneInterval >= 1 else { throw ValidationError("--prune-interval must be at least 1 second") }
+        config.pruneInterval = pruneInterval
         guard retryMax >= 1 else { throw ValidationError("--retry-max must be at least 1 second") }
         config.retryMax = retryMax
         config.rebroadcastAfter = rebroadcastAfter

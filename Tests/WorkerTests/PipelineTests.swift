@@ -133,6 +133,16 @@ struct PipelineTests {
         #expect(try JobStore.retry(try harness.db(), id: id) == .requeued(from: .create))
     }
 
+    @Test func aRunningWorkerPrunesFinishedJobsPastTheirRetention() throws {
+        let harness = try PipelineHarness(devnet: try Devnet.shared())
+        let id = try JobStore.submit(try harness.db(), JobSubmission(kind: "gpt", taskArgs: PipelineHarness.gptArgs("kept briefly")))
+        let worker = try harness.startWorker(name: "pruner", extra: ["--prune-succeeded-older-than", "1s", "--prune-interval", "1"])
+        defer { worker.signal(SIGTERM); _ = worker.wait(timeout: 30) }
+        #expect(try harness.waitUntil(timeout: 60) { try JobStore.job(try harness.db(), id: id)?.status == .succeeded }, "\(worker.output)")
+        #expect(try harness.waitUntil(timeout: 30) { try JobStore.job(try harness.db(), id: id) == nil }, "\(worker.output)")
+        #expect(worker.output.contains("pruned 1 finished job(s)"))
+    }
+
     @Test func sigtermStopsAnIdleWorkerCleanly() throws {
         let harness = try PipelineHarness(devnet: try Devnet.shared())
         let worker = try harness.startWorker(name: "term")
