@@ -142,7 +142,14 @@ struct CreateStage {
             return nil
         }
         if let pending {
-            if try context.minedReceipt(of: [pending]) != nil { return .wait(after: 0) }  // mined: read the allowance again
+            if let (_, receipt) = try context.minedReceipt(of: [pending]) {
+                // A reverted approval is not signed again and again, each paying gas.
+                guard receipt.status else {
+                    return .fail(reason: "approve \(pending.hash.hex) reverted in block \(receipt.blockNumber); no createTask was sent",
+                                 retryFrom: .create)
+                }
+                return .wait(after: 0)  // mined: read the allowance again
+            }
             // Not mined yet: whoever waits for it sends the same bytes again now and then (a
             // send lost to a node's hiccup would otherwise hold every job of the wallet).
             if context.seconds(since: pending.lastSentAt) >= config.rebroadcastAfter {

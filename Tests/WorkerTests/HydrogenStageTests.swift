@@ -96,6 +96,17 @@ struct HydrogenStageTests {
         #expect(try JobStore.pendingApproval(h.db, wallet: h.wallet.address) == nil)
     }
 
+    @Test func aRevertedApprovalFailsTheJobInsteadOfBeingSignedAgain() throws {
+        let h = try Self.harness()
+        let id = try h.submit()
+        try h.runOnce(id)
+        let approval = try #require(try h.transactions(id).first)
+        h.network.mine(approval.hash, block: 4, succeeded: false)
+        let job = try h.runOnce(id)
+        #expect(job.status == .failed && job.lastError?.hasPrefix("approve \(approval.hash.hex) reverted") == true, "\(job.lastError ?? "")")
+        #expect(try h.transactions(id).count == 1 && (try h.walletNonce()) == 1)
+    }
+
     @Test func tooFewCNXFailsTheJobWithNothingSigned() throws {
         let h = try Self.harness(balance: 29 * Self.cnx)
         let id = try h.submit()
