@@ -70,7 +70,7 @@ struct CreateStage {
         }
         let call = try context.network.planCreateTask(request).createTask
         let conditions = try context.network.createConditions(for: call, from: context.wallet.address, withTip: config.useEIP1559)
-        if let token = conditions.token, let outcome = try tokenGate(job, token, conditions, context) {
+        if let token = conditions.token, let outcome = try tokenGate(job, token, conditions, call, context) {
             return outcome
         }
 
@@ -128,7 +128,8 @@ struct CreateStage {
     /// Before a createTask on a network that pulls its fee in tokens: the wallet must hold the
     /// fee and allow the Task contract to take it. A short balance fails the job with nothing
     /// spent; a short allowance signs one approval for the wallet (or waits for the one on its way).
-    private func tokenGate(_ job: Job, _ token: TokenStanding, _ conditions: CreateConditions, _ context: StageContext) throws -> StageOutcome? {
+    private func tokenGate(_ job: Job, _ token: TokenStanding, _ conditions: CreateConditions, _ call: ContractCall,
+                           _ context: StageContext) throws -> StageOutcome? {
         let config = context.config
         let fee = job.feeWeiOverride ?? config.tokenTaskFeeWei
         guard token.balance >= fee else {
@@ -156,6 +157,13 @@ struct CreateStage {
                 return try sendApproval(job, pending, context)
             }
             return .wait(after: 1)
+        }
+        // The standing was read before the database said no approval is on its way: one mined
+        // (and recorded) in between would not show in it. Read it again now, after the database.
+        if config.approval != ApprovalPolicy.none,
+           let fresh = try context.network.createConditions(for: call, from: context.wallet.address, withTip: false).token,
+           fresh.allowance >= fee {
+            return .wait(after: 0)
         }
         let amount: BigUInt
         switch config.approval {
