@@ -61,14 +61,19 @@ public final class HydrogenNetwork: RPCTaskNetwork, @unchecked Sendable {
             ("eth_call", EthereumClient.callParams(CallRequest(to: token.address, data: token.balanceOfCall(owner: from)))),
             ("eth_call", EthereumClient.callParams(CallRequest(to: token.address,
                                                                data: token.allowanceCall(owner: from, spender: task.address)))),
-            ("eth_getBalance", [.string(from.bytes.hex), BlockTag.latest.json]),
         ])
         func amount(_ i: Int) throws -> BigUInt {
             try CNXToken.decodeAmount(try EthereumClient.decodeCallResult(try answers[i].rpcValue()))
         }
-        let standing = TokenStanding(balance: try amount(0), allowance: try amount(1),
-                                     gasBalance: try EthereumClient.decodeQuantity(try answers[2].rpcValue()))
-        return CreateConditions(estimate: base.estimate, gasPrice: base.gasPrice, tip: base.tip, token: standing)
+        let standing = TokenStanding(balance: try amount(0), allowance: try amount(1), gasBalance: base.nativeBalance)
+        return CreateConditions(estimate: base.estimate, gasPrice: base.gasPrice, tip: base.tip, token: standing,
+                                nativeBalance: base.nativeBalance)
+    }
+
+    public func funds(of wallet: Address) throws -> WalletFunds {
+        let (funds, answer) = try funds(of: wallet, tokenCall: CallRequest(to: token.address, data: token.balanceOfCall(owner: wallet)))
+        let balance = try CNXToken.decodeAmount(try EthereumClient.decodeCallResult(answer ?? .null))
+        return WalletFunds(native: funds.native, token: balance, gasPrice: funds.gasPrice, unminedNonces: funds.unminedNonces)
     }
 
     public func tokenFeePaid(in receipt: TransactionReceipt, by wallet: Address) -> BigUInt? {

@@ -31,6 +31,7 @@ extension RPCTaskNetwork {
     }
 
     public func gasPrice() throws -> BigUInt { try rpc.gasPrice() }
+    public func nodeChainId() throws -> UInt64 { try rpc.chainId() }
     public func maxPriorityFeePerGas() throws -> BigUInt { try rpc.maxPriorityFeePerGas() }
     public func pendingNonce(of wallet: Address) throws -> UInt64 { try rpc.getTransactionCount(wallet, block: .pending) }
     public func minedNonce(of wallet: Address) throws -> UInt64 { try rpc.getTransactionCount(wallet, block: .latest) }
@@ -68,24 +69,53 @@ extension RPCTaskNetwork {
         return relay
     }
 
-    /// `first` requests, then the createTask's estimate, the gas price and the tip when asked for, in
-    /// one batch; the answers to `first` come back in order. A node answers the items one after the
-    /// other, each at the latest block of its moment: what `first` reads is never newer than the estimate.
+    /// `first` requests, then the wallet's balance, the createTask's estimate, the gas price and the
+    /// tip when asked for, in one batch; the answers to `first` come back in order. A node answers
+    /// the items one after the other, each at the latest block of its moment: what `first` reads is
+    /// never newer than the estimate.
     func createConditions(for call: ContractCall, from: Address, withTip: Bool, first: [(method: String, params: [JSON])])
         throws -> (conditions: CreateConditions, first: [Result<JSON, JSONRPCError>]) {
-        var requests = first + [("eth_estimateGas", [call.request(from: from).json]), ("eth_gasPrice", [])]
+        // The pending balance: what the wallet's transactions already in the pool leave.
+        var requests = first + [("eth_getBalance", [.string(from.bytes.hex), BlockTag.pending.json]),
+                                ("eth_estimateGas", [call.request(from: from).json]), ("eth_gasPrice", [])]
         if withTip { requests.append(("eth_maxPriorityFeePerGas", [])) }
         let answers = try rpc.batch(requests)
         let n = first.count
         let estimate: GasEstimate
-        switch answers[n] {
+        switch answers[n + 1] {
         case .success(let json): estimate = .gas(try EthereumClient.decodeUInt64(json))
         case .failure(let error) where error.isExecutionRevert: estimate = .reverts(error.revertText)
+        // A wallet short of the value: geth refuses the estimate itself ("insufficient funds for gas
+        // * price + value"), an Ethermint EVM stops at the transfer ("insufficient balance for
+        // transfer"). Not a node failure to retry soon: the create stage waits for funds.
+        case .failure(let error) where error.message.contains("insufficient funds") || error.message.contains("insufficient balance"):
+            estimate = .reverts(error.message)
         case .failure(let error): throw EthereumClientError.rpc(error)
         }
-        let conditions = CreateConditions(estimate: estimate, gasPrice: try EthereumClient.decodeQuantity(try answers[n + 1].rpcValue()),
-                                          tip: withTip ? try EthereumClient.decodeQuantity(try answers[n + 2].rpcValue()) : nil)
+        let conditions = CreateConditions(estimate: estimate, gasPrice: try EthereumClient.decodeQuantity(try answers[n + 2].rpcValue()),
+                                          tip: withTip ? try EthereumClient.decodeQuantity(try answers[n + 3].rpcValue()) : nil,
+                                          nativeBalance: try EthereumClient.decodeQuantity(try answers[n].rpcValue()))
         return (conditions, Array(answers[..<n]))
+    }
+
+    /// The wallet's native balance, the gas price, its pending and mined nonces and, given
+    /// `tokenCall` (balanceOf on the fee token), its token balance, in one batch.
+    func funds(of wallet: Address, tokenCall: CallRequest?) throws -> (funds: WalletFunds, token: JSON?) {
+        var requests: [(method: String, params: [JSON])] = [
+            ("eth_getBalance", [.string(wallet.bytes.hex), BlockTag.pending.json]),
+            ("eth_gasPrice", []),
+            ("eth_getTransactionCount", [.string(wallet.bytes.hex), BlockTag.pending.json]),
+            ("eth_getTransactionCount", [.string(wallet.bytes.hex), BlockTag.latest.json]),
+        ]
+        if let tokenCall { requests.append(("eth_call", EthereumClient.callParams(tokenCall))) }
+        let answers = try rpc.batch(requests)
+        let pending = try EthereumClient.decodeUInt64(try answers[2].rpcValue())
+        let mined = try EthereumClient.decodeUInt64(try answers[3].rpcValue())
+        let token = tokenCall == nil ? nil : try answers[4].rpcValue()
+        let funds = WalletFunds(native: try EthereumClient.decodeQuantity(try answers[0].rpcValue()),
+                                token: nil, gasPrice: try EthereumClient.decodeQuantity(try answers[1].rpcValue()),
+                                unminedNonces: pending > mined ? pending - mined : 0)
+        return (funds, token)
     }
 
     /// `getTask` of each id at `latest`, in one batch; one result per id, in order.

@@ -1,6 +1,7 @@
 import Ethereum
 import Foundation
 import HTTP
+import Metrics
 import Synchronization
 import StrictJSON
 
@@ -130,6 +131,16 @@ public final class RelayClient: Sendable {
 
     /// `POST /v1/inference_tasks` with the exact argument string whose keccak256 is the task hash.
     public func uploadTaskArguments(taskId: UInt64, arguments: String) throws(RelayError) -> UploadOutcome {
+        try Self.counted("upload") { () throws(RelayError) in try upload(taskId: taskId, arguments: arguments) } kind: {
+            switch $0 {
+            case .uploaded, .alreadyUploaded: nil
+            case .notYetOnChain: "not_yet_on_chain"
+            case .rejected: "rejected"
+            }
+        }
+    }
+
+    private func upload(taskId: UInt64, arguments: String) throws(RelayError) -> UploadOutcome {
         let payload = GoJSON.object([("task_args", .string(arguments)), ("task_id", .uint(taskId))])
         let response = try sendSigned(payload) { ts, signature in
             let body = GoJSON.object([
@@ -158,6 +169,16 @@ public final class RelayClient: Sendable {
     /// `GET /v1/inference_tasks/{id}/results/{index}`. The content type comes from the file name the
     /// Relay gives (`0.png` / `0.json`), else from `kind`, else from the bytes.
     public func downloadResult(taskId: UInt64, index: Int, kind: TaskKind? = nil) throws(RelayError) -> DownloadOutcome {
+        try Self.counted("download") { () throws(RelayError) in try download(taskId: taskId, index: index, kind: kind) } kind: {
+            switch $0 {
+            case .data: nil
+            case .notReady: "not_ready"
+            case .rejected: "rejected"
+            }
+        }
+    }
+
+    private func download(taskId: UInt64, index: Int, kind: TaskKind?) throws(RelayError) -> DownloadOutcome {
         precondition(index >= 0, "result indexes start at 0")
         let payload = GoJSON.object([("image_num", .string(String(index))), ("task_id", .uint(taskId))])
         let response = try sendSigned(payload) { ts, signature in
@@ -206,6 +227,23 @@ public final class RelayClient: Sendable {
     }
 
     // MARK: plumbing
+
+    /// Counts a Relay request and, when it did not get what it asked for, why (Prometheus:
+    /// crynux_relay_requests_total and crynux_relay_errors_total by endpoint and kind).
+    private static func counted<T>(_ endpoint: String, _ body: () throws(RelayError) -> T, kind: (T) -> String?) throws(RelayError) -> T {
+        Counter(label: "crynux_relay_requests_total", dimensions: [("endpoint", endpoint)]).increment()
+        do {
+            let value = try body()
+            if let kind = kind(value) {
+                Counter(label: "crynux_relay_errors_total", dimensions: [("endpoint", endpoint), ("kind", kind)]).increment()
+            }
+            return value
+        } catch {
+            Counter(label: "crynux_relay_errors_total", dimensions: [("endpoint", endpoint), ("kind", error.isTransport ? "transport" : "http")])
+                .increment()
+            throw error
+        }
+    }
 
     private func sign(_ payload: [UInt8], _ timestamp: Int64) throws(RelayError) -> String {
         do {

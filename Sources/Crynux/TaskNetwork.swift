@@ -101,12 +101,33 @@ public struct CreateConditions: Sendable, Equatable {
     /// The wallet's token balance and allowance, on a network that pulls the fee in tokens; nil
     /// where the fee is the createTask's value (era D).
     public let token: TokenStanding?
+    /// The wallet's native balance (fee and gas in era D; gas on Hydrogen), read with the estimate.
+    public let nativeBalance: BigUInt
 
-    public init(estimate: GasEstimate, gasPrice: BigUInt, tip: BigUInt?, token: TokenStanding? = nil) {
+    public init(estimate: GasEstimate, gasPrice: BigUInt, tip: BigUInt?, token: TokenStanding? = nil, nativeBalance: BigUInt) {
         self.estimate = estimate
         self.gasPrice = gasPrice
         self.tip = tip
         self.token = token
+        self.nativeBalance = nativeBalance
+    }
+}
+
+/// What a wallet holds and owes, for the wallet watch: one round trip.
+public struct WalletFunds: Sendable, Equatable {
+    /// Native balance (wei): the fee and gas in era D, gas on Hydrogen.
+    public let native: BigUInt
+    /// CNX token balance (wei) where the fee is pulled in tokens; nil in era D.
+    public let token: BigUInt?
+    public let gasPrice: BigUInt
+    /// Transactions the node holds for the wallet that are not mined yet (pending nonce − mined nonce).
+    public let unminedNonces: UInt64
+
+    public init(native: BigUInt, token: BigUInt?, gasPrice: BigUInt, unminedNonces: UInt64) {
+        self.native = native
+        self.token = token
+        self.gasPrice = gasPrice
+        self.unminedNonces = unminedNonces
     }
 }
 
@@ -168,6 +189,10 @@ public protocol TaskNetwork: Sendable {
     /// Gas estimate and prices for a createTask, with the wallet's token standing where the fee is
     /// paid in tokens, in one round trip.
     func createConditions(for call: ContractCall, from: Address, withTip: Bool) throws -> CreateConditions
+    /// The wallet's balances, the gas price and its unmined nonces, in one round trip.
+    func funds(of wallet: Address) throws -> WalletFunds
+    /// The chain id the node serves now (the health check compares it with `chainId`).
+    func nodeChainId() throws -> UInt64
     /// `approve(task contract, amount)` on the fee token; nil where the fee is the createTask's value.
     func approveCall(amount: BigUInt) -> ContractCall?
     /// What a mined createTask of `wallet` paid in tokens (its Transfer to the Task contract); nil
@@ -257,6 +282,8 @@ public final class EraDNetwork: RPCTaskNetwork, @unchecked Sendable {
     public func createConditions(for call: ContractCall, from: Address, withTip: Bool) throws -> CreateConditions {
         try createConditions(for: call, from: from, withTip: withTip, first: []).conditions
     }
+
+    public func funds(of wallet: Address) throws -> WalletFunds { try funds(of: wallet, tokenCall: nil).funds }
 
     public func queueState() throws -> QueueState {
         if let (state, at) = queueCache.withLock({ cachedQueue }), -at.timeIntervalSinceNow < 0.5 { return state }

@@ -1,5 +1,6 @@
 import BigInt
 import Foundation
+import Metrics
 import HTTP
 import StrictJSON
 
@@ -28,6 +29,7 @@ public final class EthereumClient: @unchecked Sendable {
     /// One call; returns `result` (possibly `.null`), throws `.rpc` for an error response.
     public func call(_ method: String, _ params: [JSON]) throws -> JSON {
         let id = reserveIds(1)
+        Self.countRequest(method)
         let response = try post(Self.requestJSON(id: id, method: method, params: params))
         guard response.objectValue != nil else { throw RPCDecode.fail("expected a JSON-RPC object", response) }
         switch try Self.outcome(response) {
@@ -35,6 +37,7 @@ public final class EthereumClient: @unchecked Sendable {
             guard response["id"]?.intValue == id else { throw RPCDecode.fail("response id does not match \(id)", response["id"]) }
             return result
         case .failure(let error):
+            Self.countError(method, error)
             throw EthereumClientError.rpc(error)
         }
     }
@@ -44,6 +47,7 @@ public final class EthereumClient: @unchecked Sendable {
     public func batch(_ requests: [(method: String, params: [JSON])]) throws -> [Result<JSON, JSONRPCError>] {
         guard !requests.isEmpty else { return [] }
         let first = reserveIds(requests.count)
+        for request in requests { Self.countRequest(request.method) }
         let body = JSON.array(requests.enumerated().map { i, r in
             Self.requestJSON(id: first + i, method: r.method, params: r.params)
         })
@@ -65,8 +69,24 @@ public final class EthereumClient: @unchecked Sendable {
             guard let result = byId[first + i] else {
                 throw EthereumClientError.malformedResponse("no response for batch item \(i) (\(requests[i].method))")
             }
+            if case .failure(let error) = result { Self.countError(requests[i].method, error) }
             return result
         }
+    }
+
+    /// Prometheus: crynux_rpc_requests_total by method, crynux_rpc_errors_total by method and kind
+    /// (revert, rpc, transport, malformed), crynux_rpc_http_requests_total (a batch is one).
+    private static func countRequest(_ method: String) {
+        Counter(label: "crynux_rpc_requests_total", dimensions: [("method", method)]).increment()
+    }
+
+    private static func countError(_ method: String, _ error: JSONRPCError) {
+        Counter(label: "crynux_rpc_errors_total", dimensions: [("method", method), ("kind", error.isExecutionRevert ? "revert" : "rpc")])
+            .increment()
+    }
+
+    private static func countFailure(_ kind: String) {
+        Counter(label: "crynux_rpc_errors_total", dimensions: [("method", "*"), ("kind", kind)]).increment()
     }
 
     // MARK: - Typed calls
@@ -267,20 +287,24 @@ public final class EthereumClient: @unchecked Sendable {
     }
 
     private func post(_ body: JSON) throws -> JSON {
+        Counter(label: "crynux_rpc_http_requests_total").increment()
         let response: HTTPResponse
         do {
             response = try http.post(url, json: body.serialized(), timeout: timeout)
         } catch let error as HTTPError {
+            Self.countFailure("transport")
             throw EthereumClientError.transport(error.description)
         }
         let snippet = String(decoding: response.body.prefix(300), as: UTF8.self)
         if response.status >= 500 || response.status == 429 || response.status == 408 {
+            Self.countFailure("transport")
             throw EthereumClientError.transport("HTTP \(response.status): \(snippet)")
         }
         let json: JSON
         do {
             json = try JSON.parse(bytes: response.body)
         } catch {
+            Self.countFailure("malformed")
             throw EthereumClientError.malformedResponse("HTTP \(response.status), not JSON: \(snippet)")
         }
         // Some nodes send JSON-RPC errors with 4xx statuses; those bodies are still meaningful.

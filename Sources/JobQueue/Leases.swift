@@ -25,10 +25,13 @@ extension JobStore {
     /// statement, so a thousand tasks in flight cost a request and a write per tick, not one per
     /// few jobs.
     public static func claimNoting(_ db: PostgresConnection, worker: String, wallets: [Address]? = nil, profile: String? = nil,
-                                   limit: Int, pollLimit: Int? = nil, leaseSeconds: Double) throws -> (jobs: [Job], nextDueIn: Double?) {
+                                   limit: Int, pollLimit: Int? = nil, leaseSeconds: Double) throws
+        -> (jobs: [Job], nextDueIn: Double?, expiredLeases: Int) {
         let held: String? = wallets.map { "{" + $0.map(\.bytes.hex).joined(separator: ",") + "}" }
+        // A due job that still names a holder was left when its lease ran out (a worker died or
+        // stalled): claiming it is a rescue, counted for the operator.
         let dueRows = """
-            SELECT id FROM crynux.jobs
+            SELECT id, locked_by IS NOT NULL AS lease_expired FROM crynux.jobs
                 WHERE status = 'pending' AND run_at <= now()
                   AND (locked_until IS NULL OR locked_until < now())
                   AND ($4::text[] IS NULL OR wallet_address IS NULL OR wallet_address = ANY($4::text[]))
@@ -44,7 +47,7 @@ extension JobStore {
             due = """
                 others AS (\(dueRows) AND stage_rank <> \(poll) \(order) LIMIT $1 FOR UPDATE SKIP LOCKED),
                 polls AS (\(dueRows) AND stage_rank = \(poll) \(order) LIMIT $6 FOR UPDATE SKIP LOCKED),
-                due AS (SELECT id FROM others UNION ALL SELECT id FROM polls),
+                due AS (SELECT id, lease_expired FROM others UNION ALL SELECT id, lease_expired FROM polls),
                 """
             short = "(SELECT count(*) FROM others) < $1 AND (SELECT count(*) FROM polls) < $6"
         } else {
@@ -59,7 +62,7 @@ extension JobStore {
                 UPDATE crynux.jobs j
                 SET locked_by = $2, locked_until = now() + make_interval(secs => $3), lease_token = j.lease_token + 1
                 FROM due WHERE j.id = due.id
-                RETURNING \(claimedColumns))
+                RETURNING \(claimedColumns), due.lease_expired)
             SELECT claimed.*, next.wait AS next_due_in
             FROM (SELECT CASE WHEN \(short) THEN (
                       SELECT extract(epoch FROM min(greatest(run_at, locked_until)) - now())::float8 FROM crynux.jobs
@@ -67,6 +70,7 @@ extension JobStore {
             LEFT JOIN claimed ON true
             """, params, planEachTime: true)
         let nextDue = try rows.first?.optional("next_due_in", as: Double.self)
+        let expired = try rows.filter { try $0.optional("lease_expired", as: Bool.self) == true }.count
         let jobs = try rows.compactMap { row -> Job? in
             guard try row.optional("id", as: Int64.self) != nil else { return nil }  // nothing claimed
             // A row no stage can read (a value that does not fit) fails with the reason, instead
@@ -78,7 +82,7 @@ extension JobStore {
                 return nil
             }
         }
-        return (jobs, nextDue)
+        return (jobs, nextDue, expired)
     }
 
     /// Arguments larger than this are never loaded by a claim: the Relay refuses request bodies

@@ -10,6 +10,9 @@ import JobQueue
 /// that its createTask can never use (refused for good, cancelled, past the deadline) is filled
 /// with a zero-value transfer, so that the wallet's later transactions are not stuck behind it.
 struct CreateStage {
+    /// How the last error of a job that waits for its wallet to be funded begins.
+    static let waitingForFunds = "waiting for funds"
+
     func decide(_ job: Job, _ context: StageContext) throws -> StageOutcome {
         job.txNonce == nil ? try sign(job, context) : try confirm(job, context)
     }
@@ -87,6 +90,9 @@ struct CreateStage {
                 gasLimit = max(doubled.overflow ? .max : doubled.partialValue, config.minimumGasLimit)
             case .reverts(let reason) where context.network.lacksFreeNodes(revertReason: reason):
                 return waitForNodes(job, reason, context)
+            case .reverts(let reason) where reason.contains("insufficient funds") || reason.contains("insufficient balance"):
+                // The node will not even simulate it: the wallet lacks the value plus gas.
+                return waitForFunds(job, "the wallet \(context.wallet.address.checksummed) holds \(cnx(conditions.nativeBalance)) and the node refuses to estimate the createTask (\(reason))", context)
             case .reverts(let reason) where conditions.token != nil && (reason.contains("Not enough allowance") || reason.contains("Not enough tokens")):
                 // The standing said enough: another createTask of the wallet was mined between the
                 // two readings; read again. A contract that keeps saying so charges more than
@@ -103,9 +109,11 @@ struct CreateStage {
         }
         let price = config.gasPriceWei ?? (config.useEIP1559 ? conditions.gasPrice * 2 : conditions.gasPrice)
         let tip = conditions.tip.map { min($0, price) }
-        if let token = conditions.token, token.gasBalance < price * BigUInt(gasLimit) {
-            return .fail(reason: "not enough gas: the wallet \(context.wallet.address.checksummed) holds \(token.gasBalance) wei and the createTask may use \(price * BigUInt(gasLimit)); no transaction was sent",
-                         retryFrom: .create)
+        // A node refuses a transaction whose value plus gas limit × price exceeds the balance:
+        // such a job waits for funds, without using a nonce, and resumes once they arrive.
+        let cost = call.value + price * BigUInt(gasLimit)
+        if conditions.nativeBalance < cost {
+            return waitForFunds(job, "the wallet \(context.wallet.address.checksummed) holds \(cnx(conditions.nativeBalance)) and the createTask may cost \(cnx(cost)) (\(hydrogen ? "gas" : "fee and gas"))", context)
         }
         let draft = context.draft(.createTask, call, gasLimit: gasLimit, gasPrice: price, tip: tip,
                                   admission: (queue.limit - queue.size, queue.readAt))
@@ -133,8 +141,7 @@ struct CreateStage {
         let config = context.config
         let fee = job.feeWeiOverride ?? config.tokenTaskFeeWei
         guard token.balance >= fee else {
-            return .fail(reason: "not enough CNX: the wallet \(context.wallet.address.checksummed) holds \(cnx(token.balance)) and a task costs \(cnx(fee)); no transaction was sent",
-                         retryFrom: .create)
+            return waitForFunds(job, "the wallet \(context.wallet.address.checksummed) holds \(cnx(token.balance)) in tokens and a task costs \(cnx(fee))", context)
         }
         let pending = try context.pendingApproval()
         guard token.allowance < fee else {
@@ -185,8 +192,7 @@ struct CreateStage {
         // The approval and the createTask after it both pay gas; refuse what the wallet cannot.
         let gasNeeded = price * BigUInt(gasLimit) + price * BigUInt(config.minimumGasLimit)
         guard token.gasBalance >= gasNeeded else {
-            return .fail(reason: "not enough gas: the wallet \(context.wallet.address.checksummed) holds \(token.gasBalance) wei and an approval and a createTask need about \(gasNeeded); no transaction was sent",
-                         retryFrom: .create)
+            return waitForFunds(job, "the wallet \(context.wallet.address.checksummed) holds \(cnx(token.gasBalance)) for gas and an approval and a createTask need about \(cnx(gasNeeded))", context)
         }
         let draft = context.draft(.approve, approve, gasLimit: gasLimit, gasPrice: price, tip: conditions.tip.map { min($0, price) })
         let facts = JobFacts(walletAddress: context.wallet.address, chainId: context.wallet.chainId,
@@ -215,6 +221,15 @@ struct CreateStage {
             // Stored, so the wallet keeper sends it again.
             return .wait(after: context.config.backoff(attempt: job.stageAttempts), failedTry: true, error: "node refused approve: \(message)")
         }
+    }
+
+    /// A wallet short of what the next transaction costs: the job waits (no nonce is used, nothing
+    /// is sent) and looks again every `fundsRetry`, without counting failed tries. The first wait
+    /// goes into the job's history; the rest only refresh its last error.
+    private func waitForFunds(_ job: Job, _ what: String, _ context: StageContext) -> StageOutcome {
+        let error = "\(Self.waitingForFunds): \(what); nothing was sent"
+        let first = !(job.lastError?.hasPrefix(Self.waitingForFunds) ?? false)
+        return .wait(after: context.config.fundsRetry, note: first ? error : nil, error: error)
     }
 
     /// A network without a queue refuses a createTask while too few nodes are free: nothing is

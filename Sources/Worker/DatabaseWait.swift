@@ -26,7 +26,7 @@ public func waitingForDatabase<T>(_ what: String, timeout: Double?, log: WorkerL
 }
 
 /// A start-up or invariant failure of the worker, in one sentence.
-struct WorkerError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct WorkerError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

@@ -96,7 +96,8 @@ struct Pipeline {
                 try apply(db, .wait(after: 1), to: job, observed: context.observed)
                 return
             }
-            log.info("job \(job.id) signed \(draft.purpose.rawValue) nonce \(signed.nonce) tx \(signed.hash.hex): \(note)")
+            log.info("job \(job.id) signed \(draft.purpose.rawValue) nonce \(signed.nonce) tx \(signed.hash.hex): \(note)",
+                     .init(job: job.id, stage: job.stage.rawValue, task: job.taskId, tx: signed.hash.hex, wallet: context.wallet.address.checksummed))
             // Signing wrote facts under the same lease: continue from the stored row, with the
             // stored transaction to send.
             guard let reloaded = try JobStore.job(db, id: job.id), reloaded.leaseToken == job.leaseToken else { throw LeaseLost() }
@@ -141,7 +142,10 @@ struct Pipeline {
                 let written = try JobStore.applyStillWaiting(db, stillRunning)
                 for (job, after) in stillRunning where written.contains(job.id) { dueAgain(Date(timeIntervalSinceNow: after)) }
                 let lost = stillRunning.filter { !written.contains($0.job.id) }.map { String($0.job.id) }
-                if !lost.isEmpty { log.info("job(s) \(lost.joined(separator: ",")): lease lost; another worker has taken over") }
+                if !lost.isEmpty {
+                    WorkerMetrics.leasesLost(lost.count)
+                    log.info("job(s) \(lost.joined(separator: ",")): lease lost; another worker has taken over", .init(stage: JobStage.poll.rawValue))
+                }
             }
         }
     }
@@ -157,15 +161,50 @@ struct Pipeline {
         case .recreate: dueAgain(Date())
         case .fail, .cancel, .succeed, .sign: break
         }
+        let fields = WorkerLog.Fields(job: job.id, stage: job.stage.rawValue, task: job.taskId, tx: job.txHash?.hex)
+        observe(outcome, of: job)
         switch outcome {
-        case .advance(let stage, _, _, let note): log.info("job \(job.id) \(job.stage.rawValue) -> \(stage.rawValue): \(note)")
-        case .fail(let reason, _, _): log.info("job \(job.id) failed in \(job.stage.rawValue): \(reason)")
-        case .cancel(let note, _): log.info("job \(job.id) cancelled: \(note)")
-        case .succeed(let files, _): log.info("job \(job.id) succeeded: \(files.count) result(s) stored")
-        case .recreate(let note): log.info("job \(job.id): \(note)")
+        case .advance(let stage, _, _, let note): log.info("job \(job.id) \(job.stage.rawValue) -> \(stage.rawValue): \(note)", fields)
+        case .fail(let reason, _, _): log.info("job \(job.id) failed in \(job.stage.rawValue): \(reason)", fields)
+        case .cancel(let note, _): log.info("job \(job.id) cancelled: \(note)", fields)
+        case .succeed(let files, _): log.info("job \(job.id) succeeded: \(files.count) result(s) stored", fields)
+        case .recreate(let note): log.info("job \(job.id): \(note)", fields)
         case .wait(let after, _, _, true, let error):
-            log.info("job \(job.id) \(job.stage.rawValue): \(error ?? "not yet"); retrying in \(String(format: "%.1f", after)) s")
+            log.info("job \(job.id) \(job.stage.rawValue): \(error ?? "not yet"); retrying in \(String(format: "%.1f", after)) s", fields)
+        case .wait(let after, _, let note?, false, let error?) where note.hasPrefix(CreateStage.waitingForFunds):
+            log.warning("job \(job.id) \(error); looking again in \(Int(after)) s", fields)
         case .wait, .sign: break
+        }
+    }
+
+    /// The metrics an applied outcome moves: stage durations, outcomes by kind, fees spent and refunded.
+    private func observe(_ outcome: StageOutcome, of job: Job) {
+        let inStage = -job.stageEnteredAt.timeIntervalSinceNow
+        let profile = job.networkProfile ?? network.profile.rawValue
+        switch outcome {
+        case .advance(let stage, _, let facts, _):
+            WorkerMetrics.stageFinished(job.stage, after: inStage)
+            // The createTask was mined and named its task: its fee is spent (era D: the value;
+            // Hydrogen: what the contract pulled, read from the receipt).
+            if job.stage == .create, stage != .create, facts.taskId != nil,
+               let fee = facts.tokenFeeWei ?? facts.feeWei ?? job.tokenFeeWei ?? job.feeWei {
+                WorkerMetrics.feeSpent(fee, profile: profile)
+            }
+        case .fail(_, _, let facts), .cancel(_, let facts):
+            WorkerMetrics.stageFinished(job.stage, after: inStage)
+            if case .cancel = outcome { WorkerMetrics.outcome("cancelled", kind: job.kind) } else { WorkerMetrics.outcome("failed", kind: job.kind) }
+            if job.refundReason != nil, facts.abortReason == TaskContract.cancelledReason, let fee = job.tokenFeeWei ?? job.feeWei {
+                WorkerMetrics.feeRefunded(fee, profile: profile)
+            }
+        case .succeed:
+            WorkerMetrics.stageFinished(job.stage, after: inStage)
+            WorkerMetrics.outcome("succeeded", kind: job.kind)
+        case .recreate:
+            WorkerMetrics.outcome("recreated", kind: job.kind)
+        case .wait(_, _, _, _, let error?) where error.hasPrefix(CreateStage.waitingForFunds):
+            WorkerMetrics.waitingForFunds()
+        case .wait, .sign:
+            break
         }
     }
 
@@ -176,9 +215,10 @@ struct Pipeline {
         do {
             try body()
         } catch is LeaseLost {
-            log.info("job(s) \(ids): lease lost; another worker has taken over")
+            WorkerMetrics.leasesLost(jobs.count)
+            log.info("job(s) \(ids): lease lost; another worker has taken over", .init(job: jobs.count == 1 ? jobs[0].id : nil))
         } catch {
-            log.error("job(s) \(ids): \(error)")
+            log.error("job(s) \(ids): \(error)", .init(job: jobs.count == 1 ? jobs[0].id : nil))
         }
     }
 }

@@ -37,7 +37,7 @@ public struct QueueBenchmark: Sendable {
                 do {
                     let db = try config.connectDatabase()
                     while true {
-                        let (jobs, nextDueIn) = try JobStore.claimNoting(db, worker: worker, limit: config.claimBatch,
+                        let (jobs, nextDueIn, _) = try JobStore.claimNoting(db, worker: worker, limit: config.claimBatch,
                                                                          leaseSeconds: config.leaseSeconds)
                         tally.add { $0.claims += 1; if jobs.isEmpty { $0.emptyClaims += 1 } }
                         if jobs.isEmpty {

@@ -101,6 +101,12 @@ public struct WorkerConfig: Sendable {
     /// Admission control: while creating could evict one of our own queued tasks, a job waits
     /// this long in PostgreSQL before it looks again.
     public var admissionRetry: Double = 3
+    /// Seconds between two looks of a job that waits for its wallet to be funded.
+    public var fundsRetry: Double = 15
+    /// Seconds between two balance checks of the wallet watch.
+    public var walletCheckInterval: Double = 60
+    /// The wallet watch warns when a wallet holds less than this many jobs' fees and gas.
+    public var lowFundsJobs = 10
     /// A task evicted from the full queue anyway (others paid more) is created again this many times.
     public var maxRecreations = 3
     /// A task queued on chain longer than this is cancelled for its full refund (nil: the
@@ -145,7 +151,7 @@ public struct WorkerConfig: Sendable {
     /// (or the wallet row, and with it every signature) for long.
     static let databaseSettings = ["statement_timeout": "60s", "lock_timeout": "10s", "idle_in_transaction_session_timeout": "60s"]
 
-    func connectDatabase() throws -> PostgresConnection {
+    public func connectDatabase() throws -> PostgresConnection {
         try PostgresConnection(url: databaseURL, settings: Self.databaseSettings)
     }
 

@@ -32,6 +32,10 @@ public final class WorkerRuntime: @unchecked Sendable {
     /// suffix, so that two processes given the same name never hand back each other's leases.
     public let leaseHolder: String
 
+    /// The network, once `run` has connected to it (the health check asks it for its chain id).
+    public var connectedNetwork: (any TaskNetwork)? { condition.withLock { network } }
+    private var network: (any TaskNetwork)?
+
     public init(config: WorkerConfig, log: WorkerLog) {
         self.config = config
         self.log = log
@@ -57,6 +61,7 @@ public final class WorkerRuntime: @unchecked Sendable {
         if let expected = config.expectedChainId, expected != network.chainId {
             throw WorkerError("the node at \(redactedURL(config.rpcURL)) serves chain \(network.chainId), not the configured chain \(expected)")
         }
+        condition.withLock { self.network = network }
         let wallets = config.keys.map { Wallet(key: $0, chainId: network.chainId) }
         for wallet in wallets {
             try waitingForDatabase("preparing wallet \(wallet.address.checksummed)", timeout: config.startupTimeout, log: log,
@@ -84,7 +89,8 @@ public final class WorkerRuntime: @unchecked Sendable {
         }
         claimer.name = "claimer"
         claimer.start()
-        let keeper = Thread { [self] in keepWallets(WalletKeeper(network: network, config: config, log: log), wallets) }
+        let watch = WalletWatch(network: network, config: config, log: log)
+        let keeper = Thread { [self] in keepWallets(WalletKeeper(network: network, config: config, log: log), watch, wallets) }
         keeper.name = "wallet-keeper"
         keeper.start()
 
@@ -171,13 +177,19 @@ public final class WorkerRuntime: @unchecked Sendable {
         try JobStore.reconcileWallet(db, wallet.address, chainId: wallet.chainId, pendingNonce: pending)
     }
 
-    /// The wallet keeper's loop: one pass per wallet every `keeperInterval`, until stopped; and
-    /// the periodic prune, when configured, every `pruneInterval`.
-    private func keepWallets(_ keeper: WalletKeeper, _ wallets: [Wallet]) {
+    /// The wallet keeper's loop: one pass per wallet every `keeperInterval`, until stopped; the
+    /// wallet watch every `walletCheckInterval` (first at start); and the periodic prune, when
+    /// configured, every `pruneInterval`.
+    private func keepWallets(_ keeper: WalletKeeper, _ watch: WalletWatch, _ wallets: [Wallet]) {
         var connection: PostgresConnection?
         var lastPrune = Date()
+        var lastCheck = Date.distantPast
         while !isStopping {
-            idle(upTo: min(config.keeperInterval, config.pruneInterval), ignoringWakeups: true)
+            if -lastCheck.timeIntervalSinceNow >= config.walletCheckInterval {
+                lastCheck = Date()
+                watch.check(wallets)
+            }
+            idle(upTo: min(config.keeperInterval, config.pruneInterval, config.walletCheckInterval), ignoringWakeups: true)
             if isStopping { break }
             if config.pruneSucceededAfter != nil || config.pruneFailedAfter != nil, -lastPrune.timeIntervalSinceNow >= config.pruneInterval {
                 lastPrune = Date()
@@ -307,10 +319,12 @@ public final class WorkerRuntime: @unchecked Sendable {
                 let db = try connection ?? config.connectDatabase()
                 connection = db
                 let limit = free * perThread
-                let (jobs, nextDueIn) = try JobStore.claimNoting(db, worker: leaseHolder, wallets: wallets,
-                                                                 profile: config.profile.rawValue, limit: limit,
-                                                                 pollLimit: config.pollBatch,
-                                                                 leaseSeconds: config.leaseSeconds)
+                let (jobs, nextDueIn, expired) = try JobStore.claimNoting(db, worker: leaseHolder, wallets: wallets,
+                                                                          profile: config.profile.rawValue, limit: limit,
+                                                                          pollLimit: config.pollBatch,
+                                                                          leaseSeconds: config.leaseSeconds)
+                WorkerMetrics.claimed(batch: jobs.count, expiredLeases: expired)
+                if expired > 0 { log.info("took over \(expired) job(s) whose lease had run out") }
                 // Polls together (one request for all), the rest shared out evenly over the free threads.
                 let polls = jobs.filter { $0.stage == .poll }, others = jobs.filter { $0.stage != .poll }
                 // A full claim: more may be due at once. Otherwise the claim named the next due time.

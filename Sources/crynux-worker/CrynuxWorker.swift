@@ -133,36 +133,13 @@ struct Show: ParsableCommand {
     func run() throws {
         let db = try database.connect()
         guard let job = try JobStore.job(db, id: id) else { throw ValidationError("no job \(id)") }
-        let facts: [(String, String?)] = [
-            ("job", "\(job.id) (\(job.kind))"), ("profile", job.networkProfile), ("status", job.status.rawValue), ("stage", job.stage.rawValue),
-            ("next run", job.runAt.map(format)), ("attempts in stage", String(job.stageAttempts)),
-            ("wallet", job.walletAddress?.checksummed), ("nonce", job.txNonce.map(String.init)), ("tx hash", job.txHash?.hex),
-            ("block", job.txBlockNumber.map(String.init)), ("task id", job.taskId.map(String.init)),
-            ("fee (wei)", job.feeWei?.description), ("CNX pulled (wei)", job.tokenFeeWei?.description),
-            ("approval", job.approvalTxHash?.hex), ("cap", job.cap.map(String.init)), ("vram (GB)", job.vramLimit.map(String.init)),
-            ("abort reason", job.abortReason), ("refund", job.refundReason), ("error", job.lastError), ("retry from", job.retryStage?.rawValue),
-            ("re-created", job.recreations > 0 ? "\(job.recreations) time(s) (evicted, or no free nodes by the block)" : nil),
-        ]
-        for (name, value) in facts {
-            if let value { print("\(name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(value)") }
+        for (name, value) in job.describedFacts(formatDate: format) {
+            print("\(name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(value)")
         }
         let transactions = try JobStore.allTransactions(db, jobId: id)
         if !transactions.isEmpty { print("transactions:") }
-        var seenNonces: Set<String> = []
-        for tx in transactions {
-            let key = "\(tx.wallet.bytes.hex):\(tx.nonce)"
-            let purpose: String
-            switch tx.purpose {
-            case .createTask: purpose = seenNonces.contains(key) ? "replacement" : "create"
-            case .cancelTask: purpose = seenNonces.contains(key) ? "cancel (replacement)" : "cancel"
-            case .fillNonce: purpose = "fill"
-            case .approve: purpose = seenNonces.contains(key) ? "approve (replacement)" : "approve"
-            }
-            seenNonces.insert(key)
-            let state = tx.minedBlock.map { "mined in block \($0)\(tx.minedStatus == false ? " (reverted)" : "")" }
-                ?? tx.refusal.map { "refused: \($0)" } ?? (tx.sendCount > 0 ? "sent \(tx.sendCount)×, not mined" : "signed, not sent")
-            let price = tx.tip.map { "max fee \(tx.gasPrice), tip \($0)" } ?? "gas price \(tx.gasPrice)"
-            print("  \(purpose.padding(toLength: 20, withPad: " ", startingAt: 0)) \(tx.hash.hex)  wallet \(tx.wallet.checksummed) nonce \(tx.nonce)  value \(tx.value) wei, \(price), gas \(tx.gasLimit)  \(state)")
+        for (tx, role) in zip(transactions, StoredTransaction.roles(of: transactions)) {
+            print("  \(role.padding(toLength: 20, withPad: " ", startingAt: 0)) \(tx.hash.hex)  wallet \(tx.wallet.checksummed) nonce \(tx.nonce)  value \(tx.value) wei, \(tx.priceDescription), gas \(tx.gasLimit)  \(tx.stateDescription)")
         }
         print("history:")
         for event in try JobStore.events(db, jobId: id) {

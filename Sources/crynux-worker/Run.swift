@@ -3,6 +3,7 @@ import BigInt
 import Crynux
 import Ethereum
 import Foundation
+import Monitoring
 import Worker
 
 struct Run: ParsableCommand {
@@ -80,8 +81,24 @@ struct Run: ParsableCommand {
     var caFile: String?
     @Option(help: "Name in leases and history (default host:pid); a random suffix keeps two processes with one name apart.")
     var workerName: String?
+    @Option(help: "Seconds between two looks of a job whose wallet cannot pay for its createTask (it waits, it does not fail).")
+    var fundsRetry = 15.0
+    @Option(help: "Seconds between two balance checks of every wallet (the wallet watch).") var walletCheckInterval = 60.0
+    @Option(help: "The wallet watch warns (log and crynux_wallet_low_funds) when a wallet holds less than this many jobs' fees and gas.")
+    var lowFundsJobs = 10
+    @Option(help: "Port of the monitoring server: /metrics, /healthz and the dashboard (default: none; 0 picks a free port, logged) [CRYNUX_METRICS_PORT].")
+    var metricsPort: UInt16?
+    @Option(help: "Address the monitoring server listens on (IPv4; the dashboard shows job results, so keep it private) [CRYNUX_METRICS_ADDRESS].")
+    var metricsAddress: String?
+    @Option(help: "Seconds between two samples of the database gauges on /metrics (jobs by status and stage, oldest due job).")
+    var metricsSampleInterval = 15.0
+    @Option(help: "A block explorer's transaction page for the dashboard's links, with {hash} for the hash, e.g. https://explorer.example/tx/{hash}.")
+    var explorerTxUrl: String?
+    @Option(help: "Log lines as text (for people) or json (one object per line, for log shippers) [CRYNUX_LOG_FORMAT].")
+    var logFormat: String?
+    @Option(help: "Lowest level logged: debug, info, warning or error [CRYNUX_LOG_LEVEL].") var logLevel: String?
     @Flag(help: "Exit when no job is pending.") var exitWhenIdle = false
-    @Flag(help: "Log only errors.") var quiet = false
+    @Flag(help: "Log only errors (--log-level error).") var quiet = false
 
     func run() throws {
         let env = ProcessInfo.processInfo.environment
@@ -212,10 +229,43 @@ struct Run: ParsableCommand {
         config.startupTimeout = startupTimeout
         config.caFile = caFile ?? env["CRYNUX_CA_FILE"]
         config.exitWhenIdle = exitWhenIdle
+        guard fundsRetry >= 1, walletCheckInterval >= 1 else { throw ValidationError("--funds-retry and --wallet-check-interval must be at least 1 second") }
+        config.fundsRetry = fundsRetry
+        config.walletCheckInterval = walletCheckInterval
+        guard lowFundsJobs >= 1 else { throw ValidationError("--low-funds-jobs must be at least 1") }
+        config.lowFundsJobs = lowFundsJobs
 
-        let runtime = WorkerRuntime(config: config, log: WorkerLog(name: config.workerName, quiet: quiet))
+        let formatName = logFormat ?? env["CRYNUX_LOG_FORMAT"] ?? LogFormat.text.rawValue
+        guard let format = LogFormat(rawValue: formatName) else {
+            throw ValidationError("--log-format must be one of \(LogFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let levelName = quiet ? "error" : (logLevel ?? env["CRYNUX_LOG_LEVEL"] ?? "info")
+        guard let log = WorkerLog(name: config.workerName, format: format, levelName: levelName) else {
+            throw ValidationError("--log-level must be one of \(WorkerLog.levelNames.joined(separator: ", "))")
+        }
+        let runtime = WorkerRuntime(config: config, log: log)
         let signals = runtime.installSignalHandlers()
         defer { signals.forEach { $0.cancel() } }
+
+        var monitor: MonitorServer?
+        if let port = try metricsPort ?? env["CRYNUX_METRICS_PORT"].map(Self.port) {
+            let options = MonitorServer.Options(address: metricsAddress ?? env["CRYNUX_METRICS_ADDRESS"] ?? "127.0.0.1", port: port,
+                                                explorerTxURL: explorerTxUrl, sampleInterval: max(metricsSampleInterval, 0.1))
+            let server = MonitorServer(options: options, connect: { [config] in try config.connectDatabase() },
+                                       chainCheck: { [runtime] in
+                                           guard let network = runtime.connectedNetwork else { return nil }
+                                           return (try network.nodeChainId(), network.chainId)
+                                       }, log: log)
+            let bound = try server.start()
+            log.info("monitoring on http://\(options.address):\(bound)/ (/metrics, /healthz, the dashboard)")
+            monitor = server
+        }
+        defer { monitor?.stop() }
         try runtime.run()
+    }
+
+    static func port(_ text: String) throws -> UInt16 {
+        guard let port = UInt16(text) else { throw ValidationError("CRYNUX_METRICS_PORT must be a port number") }
+        return port
     }
 }

@@ -80,14 +80,20 @@ struct HydrogenEndToEndTests {
         #expect(try harness.cnxBalance() == (10_000 - 2 * 30) * Self.cnx)
     }
 
-    @Test func tooFewCNXOrTooLittleAllowanceFailsTheJobWithNothingSpent() throws {
+    @Test func tooFewCNXWaitsWithNothingSpentAndResumesOnceFundedWhileTooLittleAllowanceFails() throws {
         let poor = try harness()
         try poor.setCNX(29 * Self.cnx)
         let id = try JobStore.submit(try poor.db(), JobSubmission(kind: "gpt", taskArgs: PipelineHarness.gptArgs("poor")))
-        try poor.runWorkersUntilIdle()
+        let worker = try poor.startWorker(name: "poor", extra: ["--exit-when-idle", "--funds-retry", "1"])
+        let waiting = try poor.waitUntil(timeout: 60) {
+            try JobStore.job(try poor.db(), id: id)?.lastError?.hasPrefix("waiting for funds") == true
+        }
+        #expect(waiting, "\(worker.output)")
+        #expect(try poor.chainNonce() == 0 && (try JobStore.job(try poor.db(), id: id))?.status == .pending)
+        try poor.setCNX(10_000 * Self.cnx)
+        #expect(worker.wait(timeout: 180) == 0, "\(worker.output)")
         let job = try #require(try JobStore.job(try poor.db(), id: id))
-        #expect(job.status == .failed && job.lastError?.hasPrefix("not enough CNX") == true, "\(job.lastError ?? "")")
-        #expect(try poor.chainNonce() == 0)
+        #expect(job.status == .succeeded, "\(job.lastError ?? "")")
 
         // A worker told never to approve: the contract's "Not enough allowance for task" never
         // costs a transaction.

@@ -107,14 +107,21 @@ struct HydrogenStageTests {
         #expect(try h.transactions(id).count == 1 && (try h.walletNonce()) == 1)
     }
 
-    @Test func tooFewCNXFailsTheJobWithNothingSigned() throws {
+    @Test func tooFewCNXWaitsWithNothingSignedAndResumesOnceFunded() throws {
         let h = try Self.harness(balance: 29 * Self.cnx)
         let id = try h.submit()
-        let job = try h.runOnce(id)
-        #expect(job.status == .failed && job.retryStage == .create)
-        #expect(job.lastError?.hasPrefix("not enough CNX: the wallet \(h.wallet.address.checksummed) holds 29 CNX and a task costs 30 CNX") == true,
+        var job = try h.runOnce(id)
+        #expect(job.status == .pending && job.stage == .create && job.stageAttempts == 0)
+        #expect(job.lastError?.hasPrefix("waiting for funds: the wallet \(h.wallet.address.checksummed) holds 29 CNX in tokens and a task costs 30 CNX") == true,
                 "\(job.lastError ?? "")")
+        job = try h.runOnce(id)
+        #expect(job.status == .pending && job.stageAttempts == 0)
         #expect(try h.transactions(id).isEmpty && h.network.sent.isEmpty && (try h.walletNonce()) == 0)
+        // The first wait is in the job's history, the second is not.
+        #expect(try JobStore.events(h.db, jobId: id).filter { $0.detail.hasPrefix("waiting for funds") }.count == 1)
+        h.network.script { $0.token = TokenStanding(balance: 1_000 * Self.cnx, allowance: 0, gasBalance: BigUInt(10).power(21)) }
+        _ = try h.runOnce(id)
+        #expect(try h.transactions(id).map(\.purpose) == [.approve])
     }
 
     @Test func withoutApprovalsAShortAllowanceFailsTheJobWithNothingSigned() throws {
@@ -127,13 +134,17 @@ struct HydrogenStageTests {
         #expect(try h.transactions(id).isEmpty && h.network.sent.isEmpty)
     }
 
-    @Test func tooLittleGasForTheApprovalFailsWithNothingSigned() throws {
+    @Test func tooLittleGasForTheApprovalWaitsWithNothingSigned() throws {
         let h = try Self.harness()
         h.network.script { $0.token = TokenStanding(balance: 1_000 * Self.cnx, allowance: 0, gasBalance: 1_000) }
         let id = try h.submit()
         let job = try h.runOnce(id)
-        #expect(job.status == .failed && job.lastError?.hasPrefix("not enough gas") == true, "\(job.lastError ?? "")")
+        #expect(job.status == .pending && job.lastError?.hasPrefix("waiting for funds") == true && job.lastError?.contains("for gas") == true,
+                "\(job.lastError ?? "")")
         #expect(try h.transactions(id).isEmpty && h.network.sent.isEmpty)
+        h.network.script { $0.token = TokenStanding(balance: 1_000 * Self.cnx, allowance: 0, gasBalance: BigUInt(10).power(21)) }
+        _ = try h.runOnce(id)
+        #expect(try h.transactions(id).map(\.purpose) == [.approve])
     }
 
     @Test func noFreeNodesWaitsUnsignedThenFailsAfterTheQueueTimeout() throws {

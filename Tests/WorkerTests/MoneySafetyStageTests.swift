@@ -23,6 +23,32 @@ struct MoneySafetyStageTests {
         #expect(try h.transactions(id).isEmpty && h.network.sent.isEmpty)
     }
 
+    // MARK: funds
+
+    @Test func aWalletShortOfFeeAndGasWaitsUnsignedThenResumesOnceFunded() throws {
+        let h = try StageHarness()
+        // 2 results at 4.1 CNX each (the default fee) plus gas: 1 CNX is not enough.
+        h.network.script { $0.nativeBalance = BigUInt(10).power(18) }
+        let id = try h.submit()
+        var job = try h.runOnce(id)
+        #expect(job.status == .pending && job.stage == .create && job.txNonce == nil && job.stageAttempts == 0)
+        #expect(job.lastError?.hasPrefix("waiting for funds: the wallet \(h.wallet.address.checksummed) holds 1 CNX and the createTask may cost") == true,
+                "\(job.lastError ?? "")")
+        // The node refusing the estimate for want of funds is the same wait, not a failure.
+        h.network.script { $0.estimate = .reverts("insufficient funds for transfer") }
+        job = try h.runOnce(id)
+        #expect(job.status == .pending && job.stageAttempts == 0 && job.lastError?.hasPrefix("waiting for funds") == true)
+        #expect(try h.transactions(id).isEmpty && h.network.sent.isEmpty && (try h.walletNonce()) == 0)
+        #expect(try JobStore.events(h.db, jobId: id).filter { $0.detail.hasPrefix("waiting for funds") }.count == 1)
+        h.network.script {
+            $0.nativeBalance = BigUInt(10).power(24)
+            $0.estimate = .gas(200_000)
+        }
+        job = try h.runOnce(id)
+        let purposes = try h.transactions(id).map(\.purpose)
+        #expect(job.txNonce == 0 && purposes == [.createTask] && h.network.sent.count == 1)
+    }
+
     @Test func createTasksOnTheirWayCountAgainstTheRoomLeft() throws {
         let h = try StageHarness()
         h.network.script { $0.queue = QueueState(size: 48, limit: 50) }

@@ -352,6 +352,7 @@ class DevChain:
         with self.lock:
             header, state = self._context_state(tag)
             tx = self._spoof(header, call)
+            self._check_value_covered(state, call)
             snapshot = state.snapshot()
             try:
                 computation = state.costless_execute_transaction(tx)
@@ -365,10 +366,25 @@ class DevChain:
         with self.lock:
             header, state = self._context_state(tag)
             tx = self._spoof(header, call)
+            self._check_value_covered(state, call)
             try:
                 return _estimate_gas(state, tx)
             except VMError as exc:
                 raise self._execution_error(exc) from None
+
+    @staticmethod
+    def _check_value_covered(state, call: dict):
+        """geth's state transition refuses a message whose value (plus gas × price, 0 here)
+        exceeds the sender's balance before any EVM runs (core/state_transition.go buyGas:
+        ErrInsufficientFunds, "%w: address %v have %v want %v"); eth_estimateGas and eth_call
+        return that as a plain error (-32000), not a revert."""
+        sender = call.get("from") or b"\x00" * 20
+        value = call.get("value") or 0
+        balance = state.get_balance(sender)
+        if balance < value:
+            raise ExecutionError(
+                f"insufficient funds for gas * price + value: address {hx.address(sender)} have {balance} want {value}"
+            )
 
     @staticmethod
     def _execution_error(error) -> ExecutionError:

@@ -25,6 +25,16 @@ ensure_system_packages() {
     command -v swift >/dev/null || die "swift is not on PATH (expected in /opt/swift/usr/bin)"
 }
 
+# Headless Chromium (Debian's package), for the dashboard's end-to-end test.
+ensure_chromium() {
+    command -v chromium >/dev/null && return
+    [ "$(id -u)" = 0 ] || die "chromium is missing (run as root, or apt-get install chromium)"
+    log "installing chromium (headless, for the dashboard test)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends chromium >/dev/null
+}
+
 pg_bindir() {
     local d
     d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)

@@ -1,6 +1,7 @@
 """JSON-RPC chain behaviour, checked with eth-account / eth-abi as the client."""
 
 import json
+import os
 
 import pytest
 from eth_abi import decode
@@ -201,6 +202,17 @@ def test_fee_queries_and_estimate(client, funded):
     receipt = client.transact(acct, client.task, data, 1, gas=est)
     # gasUsed is after storage refunds, so the needed gas (the estimate) is higher
     assert receipt["status"] == "0x1" and int(receipt["gasUsed"], 16) <= est <= int(receipt["gasUsed"], 16) * 1.1
+
+
+def test_a_value_beyond_the_balance_is_refused_before_the_evm_runs(client):
+    # geth's buyGas: a plain -32000 error, not a revert, for the estimate and for a call
+    poor = "0x" + os.urandom(20).hex()
+    data = client.create_task_data(0, keccak(b"no funds"), 8, 1)
+    for method, params in (("eth_estimateGas", ["pending"]), ("eth_call", ["latest"])):
+        reply = json.loads(client.rpc_raw({"jsonrpc": "2.0", "id": 1, "method": method,
+                                           "params": [{"from": poor, "to": client.task, "data": "0x" + data.hex(), "value": "0x3e8"}] + params})[1])
+        assert reply["error"]["code"] == -32000, reply
+        assert reply["error"]["message"].startswith("insufficient funds for gas * price + value: address ") and reply["error"]["message"].endswith(" have 0 want 1000"), reply
 
 
 def test_get_logs_filters(client, funded):
