@@ -65,7 +65,7 @@ let package = Package(
             "Ethereum", "HTTP", "StrictJSON", "TestSupport", .product(name: "BigInt", package: "BigInt"),
         ], resources: [.copy("Fixtures")]),
         .testTarget(name: "CrynuxTests", dependencies: ["Crynux", "Ethereum", "HTTP", "StrictJSON", "TestSupport", .product(name: "BigInt", package: "BigInt")]),
-        .testTarget(name: "JobQueueTests", dependencies: ["JobQueue", "Postgres", "TestSupport", "crynux-worker"]),
+        .testTarget(name: "JobQueueTests", dependencies: ["JobQueue", "Postgres", "StrictJSON", "TestSupport", "crynux-worker"]),
         .testTarget(name: "WorkerTests", dependencies: [
             "Worker", "JobQueue", "Postgres", "Ethereum", "Crynux", "TestSupport", "crynux-worker", "Monitoring",
             .product(name: "BigInt", package: "BigInt"),

@@ -42,7 +42,19 @@ public enum RetryOutcome: Sendable, Equatable {
 
 public struct JobStoreError: Error, Sendable, CustomStringConvertible {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    /// The job named does not exist (the CLI exits 3 for it).
+    public let isMissingJob: Bool
+    public init(_ description: String) {
+        self.description = description
+        isMissingJob = false
+    }
+
+    public static func noJob(_ id: Int64) -> JobStoreError { JobStoreError(missing: "no job \(id)") }
+
+    private init(missing description: String) {
+        self.description = description
+        isMissingJob = true
+    }
 }
 
 /// Submitting, cancelling, retrying and reporting: the operations around the pipeline.
@@ -97,7 +109,7 @@ public enum JobStore {
     public static func cancel(_ db: PostgresConnection, id: Int64, reason: String = "cancelled by operator") throws -> CancelOutcome {
         try db.transaction { db in
             guard let job = try db.query("SELECT status, stage, tx_nonce, task_id FROM crynux.jobs WHERE id = $1 FOR UPDATE", [id]).first else {
-                throw JobStoreError("no job \(id)")
+                throw JobStoreError.noJob(id)
             }
             let status = JobStatus(rawValue: try job.get("status")) ?? .pending
             guard status == .pending else { return .alreadyFinished(status) }
@@ -130,7 +142,7 @@ public enum JobStore {
         try db.transaction { db in
             guard let row = try db.query("SELECT status, stage, retry_stage, task_id, tx_hash FROM crynux.jobs WHERE id = $1 FOR UPDATE",
                                          [id]).first else {
-                throw JobStoreError("no job \(id)")
+                throw JobStoreError.noJob(id)
             }
             let read = RowReader(row)
             let status = try read.enumValue("status", JobStatus.self) ?? .pending

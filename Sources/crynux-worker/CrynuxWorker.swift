@@ -10,6 +10,15 @@ struct CrynuxWorker: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crynux-worker",
         abstract: "Turns rows of crynux.jobs into paid Crynux tasks and stores their results.",
+        discussion: """
+            Exit codes: 0 done; 1 failed (the database or the network did not answer, a start-up
+            check failed, e.g. a wrong chain or a missing migration); 3 no such job (show, cancel,
+            retry); 64 a usage error (an unknown option, a value out of range). `run` exits 0 after
+            a graceful stop (SIGTERM or SIGINT, or --exit-when-idle). Examples:
+              crynux-worker migrate
+              crynux-worker run --devnet devnet.json --metrics-port 9464
+              crynux-worker status
+            """,
         subcommands: [Migrate.self, Run.self, Submit.self, Status.self, Show.self, Cancel.self, Retry.self, Results.self, Prune.self,
                       BenchQueue.self])
 }
@@ -27,7 +36,13 @@ struct DatabaseOptions: ParsableArguments {
 }
 
 struct Migrate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Apply the schema migrations that are missing (safe to run concurrently).")
+    static let configuration = CommandConfiguration(
+        abstract: "Apply the schema migrations that are missing (safe to run concurrently).",
+        discussion: """
+            Waits for PostgreSQL to answer, then applies each missing migration of sql/ under an
+            advisory lock: many processes may run it at once. Example:
+              DATABASE_URL=postgres://crynux@db/crynux crynux-worker migrate
+            """)
     @OptionGroup var database: DatabaseOptions
     @Option(help: "Seconds to wait for PostgreSQL (default: until it answers).") var startupTimeout: Double?
 
@@ -47,7 +62,15 @@ struct Migrate: ParsableCommand {
 }
 
 struct Submit: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Submit a job; prints its id.")
+    static let configuration = CommandConfiguration(
+        abstract: "Submit a job; prints its id.",
+        discussion: """
+            The arguments are stored byte for byte (a trailing newline and a byte-order mark are
+            dropped): they are what is hashed into the task and uploaded to the Relay. A backend
+            usually inserts rows itself; this is the same insert. Example:
+              echo '{"base_model":"runwayml/stable-diffusion-v1-5","prompt":"a lighthouse","task_config":{"num_images":1}}' \\
+                | crynux-worker submit --kind sd --idempotency-key order-1234
+            """)
     @OptionGroup var database: DatabaseOptions
     @Option(help: "Task kind: sd (Stable Diffusion) or gpt.") var kind: String
     @Option(help: "File holding the task-arguments JSON; '-' or absent reads standard input.") var file: String?
@@ -126,13 +149,37 @@ struct Prune: ParsableCommand {
 }
 
 struct Show: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print one job and its history.")
+    static let configuration = CommandConfiguration(
+        abstract: "Print one job: its facts, its transactions and its timeline.",
+        discussion: """
+            Exits 3 when there is no such job. Examples:
+              crynux-worker show 42
+              crynux-worker show 42 --json | jq '.events[].detail'
+            """)
     @OptionGroup var database: DatabaseOptions
     @Argument(help: "Job id.") var id: Int64
+    @Flag(help: "One JSON object: facts, transactions, events and the stored results (without their bytes).") var json = false
 
     func run() throws {
         let db = try database.connect()
-        guard let job = try JobStore.job(db, id: id) else { throw ValidationError("no job \(id)") }
+        guard let job = try JobStore.job(db, id: id) else { throw noSuchJob(id) }
+        if json {
+            let transactions = try JobStore.allTransactions(db, jobId: id)
+            let object: [String: Any] = [
+                "facts": Dictionary(job.describedFacts(formatDate: format).map { ($0.name, $0.value) }, uniquingKeysWith: { $1 }),
+                "transactions": zip(transactions, StoredTransaction.roles(of: transactions)).map { tx, role -> [String: Any] in
+                    ["role": role, "hash": tx.hash.hex, "wallet": tx.wallet.checksummed, "nonce": tx.nonce, "value_wei": tx.value.description,
+                     "price": tx.priceDescription, "gas_limit": tx.gasLimit, "state": tx.stateDescription]
+                },
+                "events": try JobStore.events(db, jobId: id).map { event -> [String: Any] in
+                    ["at": format(event.at), "from": event.fromStatus.map { "\($0)/\(event.fromStage ?? "")" } ?? NSNull(),
+                     "to": "\(event.toStatus)/\(event.toStage)", "detail": event.detail, "worker": event.worker ?? NSNull()]
+                },
+                "results": try Dashboard.results(db, jobId: id).map { ["index": $0.index, "content_type": $0.contentType, "bytes": $0.bytes] },
+            ]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+            return
+        }
         for (name, value) in job.describedFacts(formatDate: format) {
             print("\(name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(value)")
         }
@@ -150,12 +197,19 @@ struct Show: ParsableCommand {
 }
 
 struct Cancel: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Stop a job and free its lease.")
+    static let configuration = CommandConfiguration(
+        abstract: "Stop a job and free its lease.",
+        discussion: """
+            A job with nothing signed stops at once. One whose createTask is signed, or whose task
+            exists, is marked: the worker fills the nonce instead of paying, or cancels the task
+            on chain for its refund, then stops it. Exits 3 when there is no such job. Example:
+              crynux-worker cancel 42
+            """)
     @OptionGroup var database: DatabaseOptions
     @Argument(help: "Job id.") var id: Int64
 
     func run() throws {
-        switch try JobStore.cancel(database.connect(), id: id) {
+        switch try missingJobExits { try JobStore.cancel(database.connect(), id: id) } {
         case .cancelled: print("job \(id) cancelled")
         case .requested: print("job \(id): cancel requested; the worker first settles what is on chain (fills the signed nonce, or cancels the task for its refund), then stops it")
         case .alreadyFinished(let status): print("job \(id) is already \(status.rawValue)")
@@ -164,16 +218,39 @@ struct Cancel: ParsableCommand {
 }
 
 struct Retry: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Put a failed job back in the queue (never a second paid task while the first may succeed).")
+    static let configuration = CommandConfiguration(
+        abstract: "Put a failed job back in the queue (never a second paid task while the first may succeed).",
+        discussion: """
+            The job restarts from the stage its failure allows: create only when no task of it can
+            still succeed on chain, else the stage that failed (its task kept). Exits 3 when there
+            is no such job. Example:
+              crynux-worker retry 42
+            """)
     @OptionGroup var database: DatabaseOptions
     @Argument(help: "Job id.") var id: Int64
 
     func run() throws {
-        switch try JobStore.retry(database.connect(), id: id) {
+        switch try missingJobExits { try JobStore.retry(database.connect(), id: id) } {
         case .requeued(let stage): print("job \(id) queued again from stage \(stage.rawValue)")
         case .notFailed(let status): throw ValidationError("job \(id) is \(status.rawValue), not failed")
         case .refused(let reason): throw ValidationError(reason)
         }
+    }
+}
+
+/// "no job N" on standard error and exit code 3.
+func noSuchJob(_ id: Int64) -> ExitCode {
+    FileHandle.standardError.write(Data("Error: no job \(id)\n".utf8))
+    return ExitCode(3)
+}
+
+/// Runs `body`; a job that does not exist ends the command with exit code 3.
+func missingJobExits<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as JobStoreError where error.isMissingJob {
+        FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+        throw ExitCode(3)
     }
 }
 

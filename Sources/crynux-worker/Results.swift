@@ -5,7 +5,12 @@ import JobQueue
 struct Results: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "results",
-        abstract: "Write stored results to files: job-<id>-<index>.png (SD) or .json (GPT).")
+        abstract: "Write stored results to files: job-<id>-<index>.png (SD) or .json (GPT).",
+        discussion: """
+            Prints each path written. Examples:
+              crynux-worker results --out ./results 42 43
+              crynux-worker results --out ./all      # every stored result
+            """)
     @OptionGroup var database: DatabaseOptions
     @Option(help: "Folder to write into (created if missing).") var out: String
     @Argument(help: "Job ids (default: every succeeded job).") var ids: [Int64] = []

@@ -14,7 +14,12 @@ struct Run: ParsableCommand {
             comes from CRYNUX_PRIVATE_KEY or the file named by --private-key-file
             (CRYNUX_PRIVATE_KEY_FILE); it is never read from a job and never logged.
             --devnet FILE reads the RPC URL, relay URL, chain id and contract addresses from the
-            description file that `scripts/devnet up` writes.
+            description file that `scripts/devnet up` writes. SIGTERM or SIGINT stops claiming,
+            lets stages in flight finish within --shutdown-grace, hands the other leases back and
+            exits 0. Examples:
+              CRYNUX_PRIVATE_KEY_FILE=/run/secrets/wallet crynux-worker run --rpc-url https://… \\
+                --relay-url https://… --task-contract 0x… --task-queue-contract 0x… --chain-id 10000
+              crynux-worker run --devnet devnet.json --metrics-port 9464 --log-format json
             """)
 
     @OptionGroup var database: DatabaseOptions

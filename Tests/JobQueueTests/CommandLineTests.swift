@@ -1,0 +1,75 @@
+import Foundation
+import JobQueue
+import Postgres
+import StrictJSON
+import TestSupport
+import Testing
+
+/// The operator's command line: every verb explains itself with an example, `status` and `show`
+/// speak JSON as well as tables, and the exit codes are the documented ones.
+@Suite("Command line")
+struct CommandLineTests {
+    let database: TestDatabase
+    var env: [String: String] { ["DATABASE_URL": database.url] }
+
+    init() throws {
+        database = try TestDatabase.create(prefix: "cli")
+        try Migrator.migrate(try database.connect())
+    }
+
+    @Test func everyVerbsHelpHasAnExample() throws {
+        let verbs = ["migrate", "run", "submit", "status", "show", "cancel", "retry", "results", "prune", "bench-queue"]
+        let top = try Products.runWorker(["--help"])
+        #expect(top.status == 0)
+        for verb in verbs { #expect(top.output.contains(verb), "\(verb) missing from the overview") }
+        #expect(top.output.contains("Exit codes: 0 done; 1 failed") && top.output.contains("3 no such job") && top.output.contains("64 a usage error"))
+        for verb in verbs {
+            let help = try Products.runWorker([verb, "--help"])
+            #expect(help.status == 0, "\(verb): \(help.output)")
+            #expect(help.output.contains("Example") && help.output.contains("crynux-worker \(verb)"), "\(verb) --help has no example:\n\(help.output)")
+        }
+    }
+
+    @Test func statusIsAnAlignedTableAndJSON() throws {
+        let db = try database.connect()
+        let args = #"{"base_model":"m","prompt":"status","task_config":{"num_images":1}}"#
+        for _ in 0..<12 { try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args)) }
+        let failed = try JobStore.submit(db, JobSubmission(kind: "gpt", taskArgs: #"{"model":"m","messages":[]}"#))
+        try db.execute("""
+            UPDATE crynux.jobs SET status = 'failed', stage = 'upload', run_at = NULL, finished_at = now(), last_error = 'x' WHERE id = $1
+            """, [failed])
+
+        let table = try Products.runWorker(["status"], environment: env)
+        #expect(table.status == 0, "\(table.output)")
+        let lines = table.output.split(separator: "\n", omittingEmptySubsequences: false).prefix(5).map(String.init)
+        #expect(lines[0].split(separator: " ") == ["status", "create", "upload", "poll", "fetch", "total"])
+        #expect(lines[1].split(separator: " ") == ["pending", "12", "0", "0", "0", "12"])
+        #expect(lines[3].split(separator: " ") == ["failed", "0", "1", "0", "0", "1"])
+        // Aligned: every column ends where its header ends.
+        let ends = { (line: String) in line.indices.filter { i in line[i] != " " && (line.index(after: i) == line.endIndex || line[line.index(after: i)] == " ") }.map { line.distance(from: line.startIndex, to: $0) } }
+        for line in lines.dropFirst() { #expect(Array(ends(line).dropFirst()) == Array(ends(lines[0]).dropFirst()), "\(table.output)") }
+
+        let json = try Products.runWorker(["status", "--json"], environment: env)
+        #expect(json.status == 0)
+        let object = try JSON.parse(json.output)
+        #expect(object["jobs"]?["pending"]?["create"]?.intValue == 12 && object["jobs"]?["failed"]?["upload"]?.intValue == 1, "\(json.output)")
+        #expect(object["oldest_due"]?["job"]?.intValue != nil)
+    }
+
+    @Test func showSpeaksJSONAndAMissingJobExitsThree() throws {
+        let id = try JobStore.submit(try database.connect(), JobSubmission(kind: "gpt", taskArgs: #"{"model":"m","messages":[]}"#))
+        let show = try Products.runWorker(["show", String(id), "--json"], environment: env)
+        #expect(show.status == 0, "\(show.output)")
+        let object = try JSON.parse(show.output)
+        #expect(object["facts"]?["status"]?.stringValue == "pending" && object["events"]?.arrayValue?.first?["detail"]?.stringValue == "submitted")
+
+        for verb in ["show", "cancel", "retry"] {
+            let missing = try Products.runWorker([verb, "999999"], environment: env)
+            #expect(missing.status == 3 && missing.output.contains("no job 999999"), "\(verb): \(missing.status) \(missing.output)")
+        }
+        let usage = try Products.runWorker(["status", "--no-such-option"], environment: env)
+        #expect(usage.status == 64)
+        let unreachable = try Products.runWorker(["status"], environment: ["DATABASE_URL": "postgres://nobody@127.0.0.1:\(closedPort())/none"])
+        #expect(unreachable.status == 1, "\(unreachable.output)")
+    }
+}
