@@ -40,9 +40,13 @@ extension JobStore {
             var txColumns: [(String, (any PostgresEncodable)?)] = draft.purpose == .createTask && draft.replacingNonce == nil
                 ? [("tx_nonce", try int64(nonce, "nonce")), ("tx_hash", signed.hash.hex)] : []
             if draft.purpose == .approve {
-                // One approval of a wallet on its way at a time: checked with the wallet row
-                // locked (above), so two workers short of allowance at once sign only one.
-                if try pendingApproval(db, wallet: draft.wallet) != nil { throw ApprovalInFlight() }
+                // One approval of a wallet on its way at a time, checked with the wallet row locked
+                // (above): two workers short of allowance at once sign only one. And none if
+                // another was signed since the stage looked (it may be mined already, its
+                // allowance not yet in what the stage read).
+                if try pendingApproval(db, wallet: draft.wallet) != nil || (try latestApproval(db, wallet: draft.wallet)) != draft.lastApprovalSeen {
+                    throw ApprovalInFlight()
+                }
                 txColumns.append(("approval_tx_hash", signed.hash.hex))
             }
             let update = JobUpdate(facts: facts, detail: "\(note): nonce \(nonce), tx \(signed.hash.hex)")
@@ -214,6 +218,15 @@ extension JobStore {
                               WHERE m.wallet_address = t.wallet_address AND m.nonce = t.nonce AND m.mined_block IS NOT NULL)
             ORDER BY t.nonce DESC, t.signed_at DESC LIMIT 1
             """, [wallet.bytes.hex]).first.map { try StoredTransaction(row: $0) }
+    }
+
+    /// The hash of the wallet's most recently signed approval, whatever became of it; nil when it
+    /// never signed one.
+    public static func latestApproval(_ db: PostgresConnection, wallet: Address) throws -> [UInt8]? {
+        try db.query("""
+            SELECT tx_hash FROM crynux.job_transactions WHERE wallet_address = $1 AND purpose = 'approve'
+            ORDER BY signed_at DESC, tx_hash DESC LIMIT 1
+            """, [wallet.bytes.hex]).first.flatMap { try RowReader($0).hexBytes("tx_hash", count: 32) }
     }
 
     /// The chain a wallet's row signs for; nil for an unknown wallet.

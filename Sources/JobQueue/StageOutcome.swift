@@ -69,6 +69,7 @@ public struct TransactionDraft: Sendable, Equatable {
         a.purpose == b.purpose && a.wallet == b.wallet && a.replacingNonce == b.replacingNonce && a.to == b.to && a.data == b.data
             && a.value == b.value && a.gasLimit == b.gasLimit && a.gasPrice == b.gasPrice && a.tip == b.tip
             && a.admission?.room == b.admission?.room && a.admission?.queueReadAt == b.admission?.queueReadAt
+            && a.lastApprovalSeen == b.lastApprovalSeen
     }
 
     public var purpose: TransactionPurpose
@@ -87,6 +88,10 @@ public struct TransactionDraft: Sendable, Equatable {
     /// createTasks (of every wallet and worker) are on their way to the queue: signed and not yet
     /// mined, or mined after the queue's size was read at `queueReadAt`. nil: no limit.
     public var admission: (room: UInt64, queueReadAt: Date)?
+    /// For an approval: the wallet's latest approval when the stage looked (nil: none). The store
+    /// signs it only if none was signed since: one mined a moment ago may not show in the
+    /// allowance the stage read.
+    public var lastApprovalSeen: [UInt8]?
 
     public init(purpose: TransactionPurpose, wallet: Address, replacingNonce: UInt64? = nil, to: Address, data: [UInt8],
                 value: BigUInt, gasLimit: UInt64, gasPrice: BigUInt, tip: BigUInt?, admission: (room: UInt64, queueReadAt: Date)? = nil) {

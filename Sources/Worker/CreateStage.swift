@@ -143,7 +143,7 @@ struct CreateStage {
         guard token.balance >= fee else {
             return waitForFunds(job, "the wallet \(context.wallet.address.checksummed) holds \(cnx(token.balance)) in tokens and a task costs \(cnx(fee))", context)
         }
-        let pending = try context.pendingApproval()
+        let (pending, latest) = try context.approvals()
         guard token.allowance < fee else {
             // The allowance is there, so the approval was mined: its receipt goes on record.
             if let pending { _ = try context.minedReceipt(of: [pending]) }
@@ -194,7 +194,8 @@ struct CreateStage {
         guard token.gasBalance >= gasNeeded else {
             return waitForFunds(job, "the wallet \(context.wallet.address.checksummed) holds \(cnx(token.gasBalance)) for gas and an approval and a createTask need about \(cnx(gasNeeded))", context)
         }
-        let draft = context.draft(.approve, approve, gasLimit: gasLimit, gasPrice: price, tip: conditions.tip.map { min($0, price) })
+        var draft = context.draft(.approve, approve, gasLimit: gasLimit, gasPrice: price, tip: conditions.tip.map { min($0, price) })
+        draft.lastApprovalSeen = latest
         let facts = JobFacts(walletAddress: context.wallet.address, chainId: context.wallet.chainId,
                              networkProfile: context.network.profile.rawValue)
         return .sign(draft, facts: facts,

@@ -64,7 +64,8 @@ struct Pipeline {
     private func context(_ db: PostgresConnection, _ job: Job, justSigned: StoredTransaction? = nil) -> StageContext {
         let wallet = wallet(for: job)
         return StageContext(network: network, config: config, wallet: wallet, justSigned: justSigned,
-                            pendingApproval: { try JobStore.pendingApproval(db, wallet: wallet.address) },
+                            approvals: { (try JobStore.pendingApproval(db, wallet: wallet.address),
+                                          try JobStore.latestApproval(db, wallet: wallet.address)) },
                             admissionCounts: { try JobStore.admissionCounts(db, since: $0) }) { purpose in
             try JobStore.transactions(db, of: job, purpose: purpose)
         }

@@ -17,16 +17,17 @@ final class StageContext {
     private(set) var observed = Observations()
     private let ledger: (TransactionPurpose) throws -> [StoredTransaction]
     /// The wallet's approval on its way, if any (Hydrogen).
-    let pendingApproval: () throws -> StoredTransaction?
+    /// The wallet's approval that may still be mined, and its most recent one whatever its fate.
+    let approvals: () throws -> (pending: StoredTransaction?, latest: [UInt8]?)
     /// Our createTasks on their way to the queue that a size read at this time does not count,
     /// and the unsigned creates waiting for room.
     let admissionCounts: (Date) throws -> (onTheWay: Int64, waiting: Int64)
 
     init(network: any TaskNetwork, config: WorkerConfig, wallet: Wallet, now: Date = Date(), justSigned: StoredTransaction? = nil,
-         pendingApproval: @escaping () throws -> StoredTransaction? = { nil },
+         approvals: @escaping () throws -> (pending: StoredTransaction?, latest: [UInt8]?) = { (nil, nil) },
          admissionCounts: @escaping (Date) throws -> (onTheWay: Int64, waiting: Int64) = { _ in (0, 0) },
          ledger: @escaping (TransactionPurpose) throws -> [StoredTransaction]) {
-        self.pendingApproval = pendingApproval
+        self.approvals = approvals
         self.admissionCounts = admissionCounts
         self.network = network
         self.config = config

@@ -96,6 +96,35 @@ struct HydrogenStageTests {
         #expect(try JobStore.pendingApproval(h.db, wallet: h.wallet.address) == nil)
     }
 
+    @Test func anApprovalSignedAndMinedAfterAStageLookedKeepsItFromSigningAnother() throws {
+        // Job b looked (no approval yet, allowance 0), then a's approval was signed and mined
+        // before b signed: b's reading of the allowance is stale, and the store refuses.
+        let h = try Self.harness()
+        let a = try h.submit()
+        try h.runOnce(a)
+        let approval = try #require(try h.transactions(a).first)
+        try h.db.execute("UPDATE crynux.job_transactions SET mined_block = 4, mined_status = true WHERE tx_hash = $1", [approval.hash.hex])
+        #expect(try JobStore.pendingApproval(h.db, wallet: h.wallet.address) == nil)
+        #expect(try JobStore.latestApproval(h.db, wallet: h.wallet.address) == approval.hash)
+        let b = try h.submit(PipelineHarness.sdArgs(images: 3))
+        try h.db.execute("UPDATE crynux.jobs SET run_at = now() WHERE id = $1", [b])
+        let claimed = try #require(try JobStore.claim(h.db, worker: StageHarness.worker, limit: 1, leaseSeconds: 60).first)
+        var draft = TransactionDraft(purpose: .approve, wallet: h.wallet.address, to: ScriptedNetwork.tokenAddress,
+                                     data: h.network.approveCall(amount: Self.fee)!.data, value: 0, gasLimit: 100_000, gasPrice: 1, tip: nil)
+        let sign = { (draft: TransactionDraft) in
+            try JobStore.record(h.db, draft, facts: JobFacts(), note: "approval", for: claimed, worker: StageHarness.worker) {
+                try h.wallet.sign(draft, nonce: $0)
+            }
+        }
+        #expect(throws: ApprovalInFlight.self) { try sign(draft) }
+        #expect(try h.walletNonce() == 1)
+        // A stage that saw that approval (its allowance since spent) may sign the next one.
+        draft.lastApprovalSeen = approval.hash
+        let second = try sign(draft)
+        let latest = try JobStore.latestApproval(h.db, wallet: h.wallet.address)
+        #expect(second.nonce == 1 && latest == second.hash)
+    }
+
     @Test func aRevertedApprovalFailsTheJobInsteadOfBeingSignedAgain() throws {
         let h = try Self.harness()
         let id = try h.submit()

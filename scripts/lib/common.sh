@@ -9,7 +9,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages the project needs: the three C libraries, PostgreSQL, pkg-config, python venv.
 ensure_system_packages() {
-    local wanted=(libpq-dev libsecp256k1-dev libcurl4-openssl-dev postgresql pkg-config)
+    local wanted=(libpq-dev libsecp256k1-dev libcurl4-openssl-dev postgresql pkg-config curl)
     local missing=()
     for p in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
