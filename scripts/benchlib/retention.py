@@ -112,7 +112,7 @@ def report(figures: str, out_path: str) -> None:
     print(f"\n== retention: sizes, step by step (pg_relation_size; the heap and indexes of crynux.jobs)\n")
     row(["step", "finished jobs", "pending jobs", "jobs_due_idx", "jobs_finished_idx", "heap", "crynux.jobs with indexes and TOAST"])
     row(["---"] * 7)
-    steps = [(f"fresh schema, {p['backlog']:,} pending jobs", d["before"]["sizes"]),
+    steps = [(f"table emptied (TRUNCATE), {p['backlog']:,} pending jobs", d["before"]["sizes"]),
              (f"bench-queue --jobs {p['queue_jobs']:,} ran (the backlog drained with them)", d["before"]["sizes_after_run"]),
              (f"{p['finished']:,} finished jobs inserted, VACUUM ANALYZE", d["history"]["sizes"]),
              (f"{p['backlog']:,} pending jobs again", d["after"]["sizes"]),
@@ -179,13 +179,16 @@ def report(figures: str, out_path: str) -> None:
         elif fate.get("still_open"):
             text = f"still open after {fate.get('open_s', 0):.0f} s, then committed"
         elif fate.get("replay_resumed_after_s") is not None:
-            text = f"ended by the replica {fate['replay_resumed_after_s']:.0f} s after it began (conflict with recovery)"
+            text = f"ended by the replica {fate['replay_resumed_after_s']:.0f} s after it began"
+            said = [l.strip() for l in rc.get("analyst_psql_output", "").splitlines() if "conflict with recovery" in l or "DETAIL" in l]
+            if said:
+                text += ": " + " ".join(said)
         else:
             text = "ended before it was committed"
         conf = rc.get("conflicts", {})
         row(["replica: the analyst's transaction"] + [text if k == "replica" else "" for k in cases])
-        row(["replica: sessions it cancelled (snapshot / lock conflicts)"]
-            + [f"{conf.get('snapshot', 0)} / {conf.get('lock', 0)}; {rc.get('queries_cancelled', 0)} of the benchmark's own queries cancelled and retried"
+        row(["replica: queries and sessions it cancelled (snapshot / lock conflicts)"]
+            + [f"{conf.get('snapshot', 0)} / {conf.get('lock', 0)}, of them the benchmark's own queries (retried): {rc.get('queries_cancelled', 0)}"
                if k == "replica" else "" for k in cases])
         if fate.get("replay_resumed_after_s") is None:
             row(["replica: replayed everything, after the transaction ended"]
