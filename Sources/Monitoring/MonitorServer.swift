@@ -39,6 +39,7 @@ public final class MonitorServer: @unchecked Sendable {
     private let chainCheck: ChainCheck
     private let log: WorkerLog
     private let registry: PrometheusCollectorRegistry
+    private let finished = FinishedCounts()
     private var server: HTTPServer?
     private var serving: Task<Void, any Error>?
     private var sampler: Thread?
@@ -64,7 +65,7 @@ public final class MonitorServer: @unchecked Sendable {
         }
         var routes = RoutedHTTPHandler()
         let pages = Pages(explorerTxURL: options.explorerTxURL)
-        let database = database, registry = registry, chainCheck = chainCheck
+        let database = database, registry = registry, chainCheck = chainCheck, finished = finished
         routes.appendRoute("GET /metrics") { _ in
             served("/metrics")
             return HTTPResponse(statusCode: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
@@ -78,7 +79,7 @@ public final class MonitorServer: @unchecked Sendable {
         }
         routes.appendRoute("GET /") { _ in
             served("/")
-            return await page { try await database.run { db in pages.dashboard(try DashboardData.load(db)) } }
+            return await page { try await database.run { db in pages.dashboard(try DashboardData.load(db, finished: { try finished.counts($0) })) } }
         }
         routes.appendRoute("GET /jobs/:id") { request in
             served("/jobs/:id")
@@ -156,21 +157,17 @@ public final class MonitorServer: @unchecked Sendable {
     }
 
     /// The database gauges: pending jobs per stage and the oldest due job's age every interval,
-    /// finished jobs per status and stage every fourth (an index-only count of the finished-job
+    /// finished jobs per status and stage about every fourth (they count the whole finished-job
     /// index, which grows with retention).
     private func sample() {
         var previous: Set<[String]> = []
-        var finished: [Dashboard.Count] = []
-        var round = 0
         while true {
             do {
                 try database.runBlocking { db in
-                    if round % 4 == 0 { finished = try Dashboard.finishedCounts(db) }
-                    let pending = try Dashboard.pendingCounts(db)
-                    WorkerMetrics.jobs((pending + finished).map { ($0.status, $0.stage, $0.jobs) }, clearing: &previous)
+                    let counts = try Dashboard.pendingCounts(db) + finished.counts(db, maxAge: options.sampleInterval * 3.5)
+                    WorkerMetrics.jobs(counts.map { ($0.status, $0.stage, $0.jobs) }, clearing: &previous)
                     WorkerMetrics.oldestDueJobAge(try Dashboard.oldestDueAge(db))
                 }
-                round += 1
             } catch {
                 log.error("monitor: sampling the database: \(error)")
             }
@@ -181,6 +178,20 @@ public final class MonitorServer: @unchecked Sendable {
             stopped.unlock()
             if done { return }
         }
+    }
+}
+
+/// The all-time finished counts, shared by the sampler and the dashboard: read again only when
+/// older than asked (the dashboard takes them up to a minute old).
+final class FinishedCounts: @unchecked Sendable {
+    private let lock = NSLock()
+    private var cached: (counts: [Dashboard.Count], at: Date)?
+
+    func counts(_ db: PostgresConnection, maxAge: Double = 60) throws -> [Dashboard.Count] {
+        if let cached = lock.withLock({ cached }), -cached.at.timeIntervalSinceNow < maxAge { return cached.counts }
+        let counts = try Dashboard.finishedCounts(db)
+        lock.withLock { cached = (counts, Date()) }
+        return counts
     }
 }
 

@@ -11,8 +11,10 @@ struct DashboardData: Sendable {
     let oldestDueAge: Double
     let readAt: Date
 
-    static func load(_ db: PostgresConnection) throws -> DashboardData {
-        DashboardData(counts: try Dashboard.pendingCounts(db) + Dashboard.finishedCounts(db),
+    /// `finished`: the all-time finished counts, which the caller may have from a recent sample
+    /// (they read the whole finished-job index: 0.24 s at a million jobs).
+    static func load(_ db: PostgresConnection, finished: (PostgresConnection) throws -> [Dashboard.Count]) throws -> DashboardData {
+        DashboardData(counts: try Dashboard.pendingCounts(db) + finished(db),
                       lastHour: try Dashboard.finishedCounts(db, since: Date(timeIntervalSinceNow: -3600)),
                       failures: try Dashboard.recentFailures(db), recent: try Dashboard.recentJobs(db),
                       oldestDueAge: try Dashboard.oldestDueAge(db), readAt: Date())

@@ -85,7 +85,8 @@ start_replica() {
     primary_port=$(sed -E 's#.*:([0-9]+)/.*#\1#' <<<"$DATABASE_URL")
     mkdir -p "$dir"
     [ "$(id -u)" = 0 ] && chown postgres "$dir"
-    "${PG_RUNAS[@]}" "$bindir/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir/data" -R -X stream \
+    # -c fast: a spread checkpoint made the backup wait minutes on an idle cluster.
+    "${PG_RUNAS[@]}" "$bindir/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir/data" -R -X stream -c fast \
         >"$dir/basebackup.log" 2>&1 || { cat "$dir/basebackup.log" >&2; die "pg_basebackup failed"; }
     # A standby needs max_connections at least the primary's (start_postgres: 200).
     "${PG_RUNAS[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" \
