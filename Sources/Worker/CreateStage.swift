@@ -167,10 +167,11 @@ struct CreateStage {
         }
         // The standing was read before the database said no approval is on its way: one mined
         // (and recorded) in between would not show in it. Read it again now, after the database.
+        var readAgain: BigUInt?
         if config.approval != ApprovalPolicy.none,
-           let fresh = try context.network.createConditions(for: call, from: context.wallet.address, withTip: false).token,
-           fresh.allowance >= fee {
-            return .wait(after: 0)
+           let fresh = try context.network.createConditions(for: call, from: context.wallet.address, withTip: false).token {
+            guard fresh.allowance < fee else { return .wait(after: 0) }
+            readAgain = fresh.allowance
         }
         let amount: BigUInt
         switch config.approval {
@@ -199,7 +200,7 @@ struct CreateStage {
         let facts = JobFacts(walletAddress: context.wallet.address, chainId: context.wallet.chainId,
                              networkProfile: context.network.profile.rawValue)
         return .sign(draft, facts: facts,
-                     note: "the wallet's allowance (\(cnx(token.allowance))) is short of a task's fee (\(cnx(fee))): signed approve(Task contract, \(cnx(amount)))")
+                     note: "the wallet's allowance (\(cnx(token.allowance))\(readAgain.map { ", read again: \(cnx($0))" } ?? "")) is short of a task's fee (\(cnx(fee))): signed approve(Task contract, \(cnx(amount)))\(latest.map { " (after approval \($0.hex))" } ?? "")")
     }
 
     /// Sends an approval (or the fill of its nonce) just stored; the keeper re-sends it later if
