@@ -41,7 +41,7 @@ let package = Package(
                 resources: [.copy("Migrations")]),
         // The stage machine that moves claimed jobs through create, upload, poll and fetch.
         .target(name: "Worker", dependencies: [
-            "JobQueue", "Postgres", "Ethereum", "Crynux", "HTTP", .product(name: "BigInt", package: "BigInt"),
+            "JobQueue", "Postgres", "Ethereum", "Crynux", "HTTP", "StrictJSON", .product(name: "BigInt", package: "BigInt"),
             .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
         ]),
         // The monitoring port: /metrics (Prometheus), /healthz, and the read-only dashboard.

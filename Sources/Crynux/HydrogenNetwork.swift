@@ -65,16 +65,12 @@ public final class HydrogenNetwork: RPCTaskNetwork, @unchecked Sendable {
         func amount(_ i: Int) throws -> BigUInt {
             try CNXToken.decodeAmount(try EthereumClient.decodeCallResult(try answers[i].rpcValue()))
         }
-        let standing = TokenStanding(balance: try amount(0), allowance: try amount(1), gasBalance: base.nativeBalance)
+        let standing = TokenStanding(balance: try amount(0), allowance: try amount(1))
         return CreateConditions(estimate: base.estimate, gasPrice: base.gasPrice, tip: base.tip, token: standing,
                                 nativeBalance: base.nativeBalance)
     }
 
-    public func funds(of wallet: Address) throws -> WalletFunds {
-        let (funds, answer) = try funds(of: wallet, tokenCall: CallRequest(to: token.address, data: token.balanceOfCall(owner: wallet)))
-        let balance = try CNXToken.decodeAmount(try EthereumClient.decodeCallResult(answer ?? .null))
-        return WalletFunds(native: funds.native, token: balance, gasPrice: funds.gasPrice, unminedNonces: funds.unminedNonces)
-    }
+    public func funds(of wallet: Address) throws -> WalletFunds { try funds(of: wallet, token: token) }
 
     public func tokenFeePaid(in receipt: TransactionReceipt, by wallet: Address) -> BigUInt? {
         token.transferred(in: receipt, from: wallet, to: task.address)

@@ -98,24 +98,25 @@ extension RPCTaskNetwork {
         return (conditions, Array(answers[..<n]))
     }
 
-    /// The wallet's native balance, the gas price, its pending and mined nonces and, given
-    /// `tokenCall` (balanceOf on the fee token), its token balance, in one batch.
-    func funds(of wallet: Address, tokenCall: CallRequest?) throws -> (funds: WalletFunds, token: JSON?) {
+    /// The wallet's native balance, the gas price, its pending and mined nonces and, given the fee
+    /// token, its token balance, in one batch.
+    func funds(of wallet: Address, token: CNXToken?) throws -> WalletFunds {
         var requests: [(method: String, params: [JSON])] = [
             ("eth_getBalance", [.string(wallet.bytes.hex), BlockTag.pending.json]),
             ("eth_gasPrice", []),
             ("eth_getTransactionCount", [.string(wallet.bytes.hex), BlockTag.pending.json]),
             ("eth_getTransactionCount", [.string(wallet.bytes.hex), BlockTag.latest.json]),
         ]
-        if let tokenCall { requests.append(("eth_call", EthereumClient.callParams(tokenCall))) }
+        if let token {
+            requests.append(("eth_call", EthereumClient.callParams(CallRequest(to: token.address, data: token.balanceOfCall(owner: wallet)))))
+        }
         let answers = try rpc.batch(requests)
         let pending = try EthereumClient.decodeUInt64(try answers[2].rpcValue())
         let mined = try EthereumClient.decodeUInt64(try answers[3].rpcValue())
-        let token = tokenCall == nil ? nil : try answers[4].rpcValue()
-        let funds = WalletFunds(native: try EthereumClient.decodeQuantity(try answers[0].rpcValue()),
-                                token: nil, gasPrice: try EthereumClient.decodeQuantity(try answers[1].rpcValue()),
-                                unminedNonces: pending > mined ? pending - mined : 0)
-        return (funds, token)
+        return WalletFunds(native: try EthereumClient.decodeQuantity(try answers[0].rpcValue()),
+                           token: token == nil ? nil : try CNXToken.decodeAmount(try EthereumClient.decodeCallResult(try answers[4].rpcValue())),
+                           gasPrice: try EthereumClient.decodeQuantity(try answers[1].rpcValue()),
+                           unminedNonces: pending > mined ? pending - mined : 0)
     }
 
     /// `getTask` of each id at `latest`, in one batch; one result per id, in order.

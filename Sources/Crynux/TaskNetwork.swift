@@ -82,13 +82,10 @@ public struct TokenStanding: Sendable, Equatable {
     public let balance: BigUInt
     /// What the Task contract may still pull from the wallet (`allowance(wallet, task)`).
     public let allowance: BigUInt
-    /// The wallet's native balance, for gas.
-    public let gasBalance: BigUInt
 
-    public init(balance: BigUInt, allowance: BigUInt, gasBalance: BigUInt) {
+    public init(balance: BigUInt, allowance: BigUInt) {
         self.balance = balance
         self.allowance = allowance
-        self.gasBalance = gasBalance
     }
 }
 
@@ -283,7 +280,7 @@ public final class EraDNetwork: RPCTaskNetwork, @unchecked Sendable {
         try createConditions(for: call, from: from, withTip: withTip, first: []).conditions
     }
 
-    public func funds(of wallet: Address) throws -> WalletFunds { try funds(of: wallet, tokenCall: nil).funds }
+    public func funds(of wallet: Address) throws -> WalletFunds { try funds(of: wallet, token: nil) }
 
     public func queueState() throws -> QueueState {
         if let (state, at) = queueCache.withLock({ cachedQueue }), -at.timeIntervalSinceNow < 0.5 { return state }

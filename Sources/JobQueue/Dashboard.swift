@@ -45,12 +45,14 @@ public enum Dashboard {
             """, [since]).map { Count(status: try $0.get("status"), stage: try $0.get("stage"), jobs: try $0.get("jobs")) }
     }
 
-    /// Seconds the longest-waiting due job has been due (0 when none is).
-    public static func oldestDueAge(_ db: PostgresConnection) throws -> Double {
+    /// The longest-waiting due job that no worker holds: its id, since when it is due, and for how
+    /// many seconds (by the database's clock); nil when none waits.
+    public static func oldestDue(_ db: PostgresConnection) throws -> (id: Int64, since: Date, seconds: Double)? {
         try db.query("""
-            SELECT coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8 AS age FROM crynux.jobs
+            SELECT id, run_at, extract(epoch FROM now() - run_at)::float8 AS seconds FROM crynux.jobs
             WHERE status = 'pending' AND run_at <= now() AND (locked_until IS NULL OR locked_until < now())
-            """).first?.get("age") ?? 0
+            ORDER BY run_at LIMIT 1
+            """).first.map { (try $0.get("id"), try $0.get("run_at"), try $0.get("seconds")) }
     }
 
     private static let lineColumns = """

@@ -19,11 +19,7 @@ public struct StatusReport: Sendable {
         let counts = try (Dashboard.pendingCounts(db) + Dashboard.finishedCounts(db)).map {
             Count(status: $0.status, stage: $0.stage, jobs: $0.jobs)
         }
-        let oldest = try db.query("""
-            SELECT id, run_at FROM crynux.jobs
-            WHERE status = 'pending' AND run_at <= now() AND (locked_until IS NULL OR locked_until < now())
-            ORDER BY run_at LIMIT 1
-            """).first
+        let oldest = try Dashboard.oldestDue(db)
         let inFlight = try db.query("""
             SELECT locked_by, count(*) AS jobs FROM crynux.jobs
             WHERE status = 'pending' AND locked_by IS NOT NULL AND locked_until > now() GROUP BY locked_by ORDER BY locked_by
@@ -31,7 +27,7 @@ public struct StatusReport: Sendable {
         let wallets = try db.query("SELECT address, chain_id, next_nonce FROM crynux.wallets ORDER BY address").map {
             Wallet(address: try $0.get("address"), chainId: try $0.get("chain_id"), nextNonce: try $0.get("next_nonce"))
         }
-        return StatusReport(counts: counts, oldestDueJobId: try oldest?.get("id"), oldestDueSince: try oldest?.get("run_at"),
+        return StatusReport(counts: counts, oldestDueJobId: oldest?.id, oldestDueSince: oldest?.since,
                             inFlight: inFlight, wallets: wallets)
     }
 }

@@ -166,7 +166,7 @@ public final class MonitorServer: @unchecked Sendable {
                 try database.runBlocking { db in
                     let counts = try Dashboard.pendingCounts(db) + finished.counts(db, maxAge: options.sampleInterval * 3.5)
                     WorkerMetrics.jobs(counts.map { ($0.status, $0.stage, $0.jobs) }, clearing: &previous)
-                    WorkerMetrics.oldestDueJobAge(try Dashboard.oldestDueAge(db))
+                    WorkerMetrics.oldestDueJobAge(try Dashboard.oldestDue(db)?.seconds ?? 0)
                 }
             } catch {
                 log.error("monitor: sampling the database: \(error)")

@@ -17,7 +17,7 @@ struct DashboardData: Sendable {
         DashboardData(counts: try Dashboard.pendingCounts(db) + finished(db),
                       lastHour: try Dashboard.finishedCounts(db, since: Date(timeIntervalSinceNow: -3600)),
                       failures: try Dashboard.recentFailures(db), recent: try Dashboard.recentJobs(db),
-                      oldestDueAge: try Dashboard.oldestDueAge(db), readAt: Date())
+                      oldestDueAge: try Dashboard.oldestDue(db)?.seconds ?? 0, readAt: Date())
     }
 }
 

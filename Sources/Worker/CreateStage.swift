@@ -192,8 +192,8 @@ struct CreateStage {
         let price = config.gasPriceWei ?? (config.useEIP1559 ? conditions.gasPrice * 2 : conditions.gasPrice)
         // The approval and the createTask after it both pay gas; refuse what the wallet cannot.
         let gasNeeded = price * BigUInt(gasLimit) + price * BigUInt(config.minimumGasLimit)
-        guard token.gasBalance >= gasNeeded else {
-            return waitForFunds(job, "the wallet \(context.wallet.address.checksummed) holds \(cnx(token.gasBalance)) for gas and an approval and a createTask need about \(cnx(gasNeeded))", context)
+        guard conditions.nativeBalance >= gasNeeded else {
+            return waitForFunds(job, "the wallet \(context.wallet.address.checksummed) holds \(cnx(conditions.nativeBalance)) for gas and an approval and a createTask need about \(cnx(gasNeeded))", context)
         }
         var draft = context.draft(.approve, approve, gasLimit: gasLimit, gasPrice: price, tip: conditions.tip.map { min($0, price) })
         draft.lastApprovalSeen = latest

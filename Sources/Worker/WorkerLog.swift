@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import StrictJSON
 
 /// How log lines look: `text` for people (time, worker, level, message, fields), `json` for log
 /// shippers (one object per line).
@@ -124,32 +125,24 @@ struct LineLogHandler: LogHandler {
         return line + "\n"
     }
 
-    /// `{"time":"…Z","level":"info","worker":"…","message":"…","job":7,…}`.
+    /// `{"time":"…Z","level":"info","worker":"…","message":"…","job":7,…}`, written by the code
+    /// base's one JSON writer.
     private func jsonLine(_ event: LogEvent, _ fields: Logger.Metadata) -> String {
-        var line = "{\"time\":\"\(Self.time(withDate: true))\",\"level\":\"\(event.level.rawValue)\",\"worker\":\(Self.quoted(worker)),\"message\":\(Self.quoted(event.message.description))"
+        var object = JSONObject()
+        object.set("time", .string(Self.time(withDate: true)))
+        object.set("level", .string(event.level.rawValue))
+        object.set("worker", .string(worker))
+        object.set("message", .string(event.message.description))
         for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
             let text = "\(value)"
             // Ids are numbers in JSON; everything else a string.
-            let numeric = (key == "job" || key == "task") && !text.isEmpty && text.allSatisfy(\.isASCII) && UInt64(text) != nil
-            line += ",\(Self.quoted(key)):\(numeric ? text : Self.quoted(text))"
-        }
-        return line + "}\n"
-    }
-
-    static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
+            if key == "job" || key == "task", let id = Int(text) {
+                object.set(key, .number(JSONNumber(id)))
+            } else {
+                object.set(key, .string(text))
             }
         }
-        return out + "\""
+        return String(decoding: JSON.object(object).serialized(), as: UTF8.self) + "\n"
     }
 
     private static func time(withDate: Bool) -> String {

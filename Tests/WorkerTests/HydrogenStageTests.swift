@@ -21,7 +21,8 @@ struct HydrogenStageTests {
         let h = try StageHarness(configure: configure)
         h.network.script {
             $0.profile = .hydrogen
-            $0.token = TokenStanding(balance: balance, allowance: allowance, gasBalance: BigUInt(10).power(21))
+            $0.token = TokenStanding(balance: balance, allowance: allowance)
+            $0.nativeBalance = BigUInt(10).power(21)
             $0.tokenFee = fee
         }
         return h
@@ -57,7 +58,7 @@ struct HydrogenStageTests {
 
         // Mined, and the allowance is there: both jobs sign their createTask, after the approval's nonce.
         h.network.mine(txs[0].hash, block: 4)
-        h.network.script { $0.token = TokenStanding(balance: 1_000 * Self.cnx, allowance: 1_000 * Self.cnx, gasBalance: BigUInt(10).power(21)) }
+        h.network.script { $0.token = TokenStanding(balance: 1_000 * Self.cnx, allowance: 1_000 * Self.cnx) }
         _ = try h.runOnce(first)
         txs = try h.transactions(first)
         #expect(txs.map(\.purpose) == [.approve, .createTask])
@@ -148,7 +149,7 @@ struct HydrogenStageTests {
         #expect(try h.transactions(id).isEmpty && h.network.sent.isEmpty && (try h.walletNonce()) == 0)
         // The first wait is in the job's history, the second is not.
         #expect(try JobStore.events(h.db, jobId: id).filter { $0.detail.hasPrefix("waiting for funds") }.count == 1)
-        h.network.script { $0.token = TokenStanding(balance: 1_000 * Self.cnx, allowance: 0, gasBalance: BigUInt(10).power(21)) }
+        h.network.script { $0.token = TokenStanding(balance: 1_000 * Self.cnx, allowance: 0) }
         _ = try h.runOnce(id)
         #expect(try h.transactions(id).map(\.purpose) == [.approve])
     }
@@ -165,13 +166,13 @@ struct HydrogenStageTests {
 
     @Test func tooLittleGasForTheApprovalWaitsWithNothingSigned() throws {
         let h = try Self.harness()
-        h.network.script { $0.token = TokenStanding(balance: 1_000 * Self.cnx, allowance: 0, gasBalance: 1_000) }
+        h.network.script { $0.token = TokenStanding(balance: 1_000 * Self.cnx, allowance: 0); $0.nativeBalance = 1_000 }
         let id = try h.submit()
         let job = try h.runOnce(id)
         #expect(job.status == .pending && job.lastError?.hasPrefix("waiting for funds") == true && job.lastError?.contains("for gas") == true,
                 "\(job.lastError ?? "")")
         #expect(try h.transactions(id).isEmpty && h.network.sent.isEmpty)
-        h.network.script { $0.token = TokenStanding(balance: 1_000 * Self.cnx, allowance: 0, gasBalance: BigUInt(10).power(21)) }
+        h.network.script { $0.token = TokenStanding(balance: 1_000 * Self.cnx, allowance: 0); $0.nativeBalance = BigUInt(10).power(21) }
         _ = try h.runOnce(id)
         #expect(try h.transactions(id).map(\.purpose) == [.approve])
     }

@@ -23,9 +23,9 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
         /// Era D deletes a succeeded task when its results are reported uploaded.
         var deletesOnUpload = false
         /// Hydrogen: the wallet's CNX, allowance and gas; the fee a mined createTask pulled.
-        var token = TokenStanding(balance: 0, allowance: 0, gasBalance: 0)
+        var token = TokenStanding(balance: 0, allowance: 0)
         var tokenFee: BigUInt = 30
-        /// Era D: the wallet's native balance (Hydrogen reads `token.gasBalance`): plenty unless set.
+        /// The wallet's native balance (era D: fee and gas; Hydrogen: gas): plenty unless set.
         var nativeBalance = BigUInt(10).power(30)
         var estimate: GasEstimate = .gas(200_000)
         var gasPrice: BigUInt = 1_000_000_000
@@ -102,7 +102,7 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
         return read {
             CreateConditions(estimate: $0.estimate, gasPrice: $0.gasPrice, tip: withTip ? $0.tip : nil,
                              token: $0.profile == .hydrogen ? $0.token : nil,
-                             nativeBalance: $0.profile == .hydrogen ? $0.token.gasBalance : $0.nativeBalance)
+                             nativeBalance: $0.nativeBalance)
         }
     }
 
@@ -114,7 +114,7 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
     func funds(of wallet: Address) throws -> WalletFunds {
         try enter("funds")
         return read {
-            WalletFunds(native: $0.profile == .hydrogen ? $0.token.gasBalance : $0.nativeBalance,
+            WalletFunds(native: $0.nativeBalance,
                         token: $0.profile == .hydrogen ? $0.token.balance : nil, gasPrice: $0.gasPrice,
                         unminedNonces: $0.pendingNonce > $0.minedNonce ? $0.pendingNonce - $0.minedNonce : 0)
         }
