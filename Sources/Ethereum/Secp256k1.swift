@@ -36,8 +36,8 @@ public enum SignatureError: Error, Sendable, Equatable, CustomStringConvertible 
 }
 
 /// One process-wide context. After creation and randomization it is only passed as `const`,
-/// which libsecp256k1 documents as safe to share between threads.
-private final class Secp256k1Context: @unchecked Sendable {
+/// which libsecp256k1 documents as safe to share between threads. Internal: ECVRF.swift uses it too.
+final class Secp256k1Context: @unchecked Sendable {
     let pointer: OpaquePointer
 
     init() {
@@ -53,7 +53,7 @@ private final class Secp256k1Context: @unchecked Sendable {
     }
 }
 
-private let secp = Secp256k1Context()
+let secp = Secp256k1Context()
 
 /// A secp256k1 private key. Its `description`, `debugDescription` and mirror never show the secret.
 public struct PrivateKey: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible,
@@ -99,6 +99,9 @@ public struct PrivateKey: Sendable, Equatable, CustomStringConvertible, CustomDe
             if let key = try? PrivateKey(bytes: bytes) { return key }
         }
     }
+
+    /// The 32 secret bytes, for this module's own proving code (ECVRF.swift). Internal; never log it.
+    var secretBytes: [UInt8] { secret }
 
     /// The secret as `0x`-hex. Only for tests and fixtures; never log it.
     public var hexForTests: String { secret.hex }
