@@ -47,9 +47,11 @@ OPERATOR_KEY = keccak(b"crynux-devnet operator")
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="scripts/devnet up", description="Local Crynux network (era D, or the Hydrogen era B with --profile hydrogen) for tests and the demo.")
     p.add_argument("--state-dir", required=True, help="where devnet.json, the pid, logs and caches go")
-    p.add_argument("--profile", choices=("era-d", "hydrogen"), default="era-d",
+    p.add_argument("--profile", choices=("era-d", "hydrogen", "lithium"), default="era-d",
                    help="era-d: payable 5-argument createTask, TaskQueue (default); hydrogen: the Hydrogen network "
-                        "(era B): CNX ERC20 token, 4-argument createTask, no queue, chain id 42, relay without /v1/now")
+                        "(era B): CNX ERC20 token, 4-argument createTask, no queue, chain id 42, relay without /v1/now; "
+                        "lithium: the live network: tasks by signed requests to the Relay, fees from Relay Accounts, "
+                        "VRF validation, deposits by CNX transfers on chain id 10002")
     p.add_argument("--cache-dir", help="compiled-contract cache (default: the state dir)")
     p.add_argument("--chain-id", type=int, help="default 10000 (era-d) / 42 (hydrogen)")
     p.add_argument("--accounts", type=int, default=10, help="funded test accounts (1,000,000 ETH each)")
@@ -65,7 +67,7 @@ def parse_args(argv):
                            help=f"{k.help} (default {default or 'none'})".replace("%", "%%"))
     args = p.parse_args(argv)
     if args.chain_id is None:
-        args.chain_id = 42 if args.profile == "hydrogen" else 10000
+        args.chain_id = {"hydrogen": 42, "lithium": 10002}.get(args.profile, 10000)
     if not 1 <= args.accounts <= 1000:
         p.error("--accounts must be 1..1000")
     return args
@@ -93,6 +95,8 @@ class Devnet:
         t0 = time.monotonic()
         if self.profile == "hydrogen":
             self._start_hydrogen(args, alloc, cache, t0)
+        elif self.profile == "lithium":
+            self._start_lithium(args, alloc, cache, t0)
         else:
             compiled = compile_contracts(cache)
             log.info("contracts ready in %.2fs", time.monotonic() - t0)
@@ -108,9 +112,10 @@ class Devnet:
             self.relay = Relay(self.chain, d, self.config)
             self.nodes = Nodes(d, self.relay, self.config)
         self.rpc = RPC(self.chain, self.config)
+        from .lithium import LithiumHandler
         self.servers = [
             Server(args.rpc_port, RPCHandler, self.rpc),
-            Server(args.relay_port, RelayHandler, self.relay),
+            Server(args.relay_port, LithiumHandler if self.profile == "lithium" else RelayHandler, self.relay),
             Server(args.admin_port, AdminHandler, Admin(self)),
         ]
         for server, name in zip(self.servers, ("rpc", "relay", "admin")):
@@ -133,9 +138,34 @@ class Devnet:
         self.relay = Relay(self.chain, d, self.config, profile="hydrogen")
         self.nodes = hydrogen.HydrogenNodes(d, self.relay, self.config)
 
+    def _start_lithium(self, args, alloc, cache, t0):
+        """--profile lithium: a chain with the CNX token only (deposits), and the Relay with its nodes inside."""
+        from . import hydrogen
+        from .lithium import LithiumRelay
+
+        compiled = compile_contracts(cache, ("CrynuxToken",))
+        log.info("contracts ready in %.2fs", time.monotonic() - t0)
+        self.chain = DevChain(args.chain_id, alloc, self.config, OPERATOR_KEY,
+                              block_gas_limit=hydrogen.BLOCK_GAS_LIMIT, genesis_base_fee=hydrogen.GENESIS_BASE_FEE)
+        self.deployment = d = hydrogen.TokenDeployment(self.chain, compiled)
+        d.fund_cnx([bytes.fromhex(a["address"][2:]) for a in self.accounts])
+        self.relay = LithiumRelay(self.config, self.chain, d.token.address, self.accounts)
+        self.nodes = None
+
     def description(self) -> dict:
         rpc, relay, admin = self.servers
         d = self.deployment
+        if self.profile == "lithium":
+            from .lithium import DEPOSIT_ADDRESS, RELAY_ACCOUNT_START
+            return {
+                "rpc_url": rpc.url, "relay_url": relay.url, "admin_url": admin.url, "chain_id": self.chain.chain_id,
+                "task_contract": None, "task_queue_contract": None,
+                "token_contract": to_checksum_address(d.token.address),
+                "deposit_address": to_checksum_address(DEPOSIT_ADDRESS),
+                "relay_account_balance_wei": str(RELAY_ACCOUNT_START),
+                "accounts": self.accounts, "pid": os.getpid(),
+                "operator_address": to_checksum_address(self.chain.operator_address), "profile": self.profile,
+            }
         info = {
             "rpc_url": rpc.url,
             "relay_url": relay.url,
@@ -166,6 +196,12 @@ class Devnet:
 
     def stats(self) -> dict:
         d, chain = self.deployment, self.chain
+        if self.profile == "lithium":
+            return {
+                "uptime_s": round(time.time() - self.started, 1), "block_number": chain.head, "chain": dict(chain.stats),
+                "rpc_calls": self.rpc.calls, "rpc_http_requests": self.rpc.http_requests,
+                "relay": self.relay.stats(), "faults_fired": self.config.fired_snapshot(),
+            }
         return {
             "uptime_s": round(time.time() - self.started, 1),
             "block_number": chain.head,

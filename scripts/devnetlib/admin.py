@@ -8,8 +8,15 @@
     GET  /admin/results/{id}      {"files": [{"index", "sha256", "size"}]} as uploaded by the nodes
     GET  /admin/stats             counters (chain, pool, relay, nodes, faults fired)
     POST /admin/tasks/{id}/outcome  {"outcome": "success|error|illegal|stuck"} -> {"task_id", "outcome", "applied"}
-    POST /admin/cnx               hydrogen: {"address": "0x..", "balance": "<decimal wei>"} -> CNX balance set
+    POST /admin/cnx               hydrogen, lithium: {"address": "0x..", "balance": "<decimal wei>"} -> CNX balance set
                                   (minted from / drained to the operator) -> {"tx_hash", "block_number", "balance"}
+  --profile lithium (tasks are named by their task_id_commitment):
+    GET  /admin/lithium/tasks/{c}            the Relay's row: status, abort reason, fee, node, seed, score, files' sha256
+    POST /admin/lithium/tasks/{c}/outcome    {"outcome": "success|error|wrong|stuck|no_upload"}: the node's answer
+    GET  /admin/lithium/accounts/{address}   {"balance", "events"}: the Relay Account and its ledger
+    POST /admin/lithium/accounts/{address}   {"balance": "<decimal wei>"}: set the Relay Account's balance
+    POST /admin/lithium/creator_keys         {"private_keys": ["0x.."]}: creators whose seeds vrf_select_share may pick
+    POST /admin/lithium/whitelist            {"addresses": ["0x.."] | null}: task_whitelist_enabled (null = off)
 """
 
 from __future__ import annotations
@@ -58,6 +65,10 @@ class Admin:
             return self._outcome(int(m.group(1)), self._json(body))
         if path == "/admin/cnx" and method == "POST":
             return self._cnx(self._json(body))
+        if path.startswith("/admin/lithium/"):
+            if d.profile != "lithium":
+                raise AdminError(400, "only with --profile lithium")
+            return self._lithium(method, path, self._json(body) if method == "POST" else None)
         m = re.fullmatch(r"/admin/results/([0-9]+)", path)
         if m and method == "GET":
             files = d.relay.results.get(int(m.group(1)))
@@ -84,8 +95,8 @@ class Admin:
 
     def _cnx(self, req):
         d = self.devnet
-        if d.profile != "hydrogen":
-            raise AdminError(400, "the CNX token exists only with --profile hydrogen")
+        if d.profile not in ("hydrogen", "lithium"):
+            raise AdminError(400, "the CNX token exists only with --profile hydrogen or lithium")
         if not isinstance(req, dict):
             raise AdminError(400, 'expected {"address": "0x...", "balance": "<decimal wei>"}')
         try:
@@ -101,6 +112,47 @@ class Admin:
             raise AdminError(500, "devSetBalance reverted (operator out of CNX?)")
         balance = d.deployment.call(d.deployment.token, "balanceOf", address)
         return {"tx_hash": receipt["transactionHash"], "block_number": int(receipt["blockNumber"], 16), "balance": str(balance)}
+
+    def _lithium(self, method: str, path: str, req):
+        from eth_keys import keys as eth_keys
+        from eth_utils import to_checksum_address
+
+        relay = self.devnet.relay
+        if (m := re.fullmatch(r"/admin/lithium/tasks/(0x[0-9a-fA-F]{64})", path)) and method == "GET":
+            row = relay.admin_task(m.group(1))
+            if row is None:
+                raise AdminError(404, "no such task")
+            return row
+        if (m := re.fullmatch(r"/admin/lithium/tasks/(0x[0-9a-fA-F]{64})/outcome", path)) and method == "POST":
+            outcomes = ("success", "error", "wrong", "stuck", "no_upload")
+            if not isinstance(req, dict) or req.get("outcome") not in outcomes:
+                raise AdminError(400, "expected {\"outcome\": " + " | ".join(outcomes) + "}")
+            return {"applied": relay.force_outcome(m.group(1), req["outcome"])}
+        if m := re.fullmatch(r"/admin/lithium/accounts/(0x[0-9a-fA-F]{40})", path):
+            address = to_checksum_address(m.group(1))
+            if method == "GET":
+                return relay.account(address)
+            try:
+                return relay.set_balance(address, wei((req or {}).get("balance")))
+            except ValueError:
+                raise AdminError(400, "balance must be a non-negative decimal string (wei)") from None
+        if path == "/admin/lithium/creator_keys" and method == "POST":
+            added = []
+            for text in (req or {}).get("private_keys") or []:
+                try:
+                    key = eth_keys.PrivateKey(bytes.fromhex(text.removeprefix("0x")))
+                except (ValueError, TypeError, AttributeError):
+                    raise AdminError(400, "private_keys: expected 0x-hex secp256k1 keys") from None
+                with relay.lock:
+                    relay.creator_keys[key.public_key.to_checksum_address()] = key.to_bytes()
+                added.append(key.public_key.to_checksum_address())
+            return {"added": added}
+        if path == "/admin/lithium/whitelist" and method == "POST":
+            addresses = (req or {}).get("addresses")
+            with relay.lock:
+                relay.whitelist = None if addresses is None else {to_checksum_address(a) for a in addresses}
+            return {"whitelist": None if addresses is None else sorted(relay.whitelist)}
+        raise AdminError(404, f"no route {method} {path}")
 
     def _fund(self, req):
         if not isinstance(req, dict):

@@ -84,6 +84,18 @@ KNOBS = [
     Knob("queue_size_limit", int, 50, "TaskQueue size limit; a full queue evicts its cheapest task", maximum=1024),
     # --profile hydrogen only
     Knob("task_fee_per_node", wei, 10 * 10**18, "hydrogen: Task.updateTaskFeePerNode (wei of CNX; createTask takes 3x); no effect in era D"),
+    # --profile lithium only (the Relay's config.yml task_pricing and the simulated nodes)
+    Knob("queue_timeout_s", float, 21600, "lithium: queue_timeout_seconds: a task still queued this long after create ends EndAborted/Timeout, refunded", minimum=0.1),
+    Knob("app_validation_timeout_s", float, 600, "lithium: app_validation_timeout_seconds: ScoreReady/ErrorReported this long without the creator's validation ends EndAborted/CreatorValidationTimeout: the node is paid, nothing refunded", minimum=0.1),
+    Knob("result_upload_timeout_s", float, 600, "lithium: result_upload_timeout_seconds: validated this long without the node's results ends EndAborted/ResultUploadTimeout, refunded", minimum=0.1),
+    Knob("execution_timeout_s", int, 0, "lithium: the execution timeout the relay gives a started task; 0 = computed: ceil(2 x estimated seconds) clamped to [60, 7200]"),
+    Knob("error_report_rate", float, 0, "lithium: fraction of started tasks whose node reports an error (ErrorReported)", maximum=1),
+    Knob("wrong_result_rate", float, 0, "lithium: fraction of started tasks whose node computes a different result (a group invalidates it)", maximum=1),
+    Knob("upload_stuck_rate", float, 0, "lithium: fraction of validated tasks whose node never uploads the results (ResultUploadTimeout)", maximum=1),
+    Knob("vrf_select_share", float, 0, "lithium: 0 = sampling seeds at random (1 % of tasks selected by the VRF); p > 0 = for creators whose keys the devnet knows, seeds chosen so that a share p of their tasks is selected", maximum=1),
+    Knob("distance_threshold", int, 5, "lithium: task.distance_threshold: SD group scores agree when every 8-byte block differs in fewer bits"),
+    Knob("deposit_confirmations", int, 1, "lithium: a CNX transfer to the deposit address is credited once its block is this many blocks deep (1 = in its own block, as crynux-relay@24ffc26 scans to the latest block)", minimum=1),
+    Knob("relay_drop_answer_rate", float, 0, "lithium: fraction of POST requests executed, then answered by closing the connection (the answer is lost)", maximum=1),
 ]
 
 KNOBS_BY_NAME = {k.name: k for k in KNOBS}

@@ -63,3 +63,51 @@ def marshal_object(fields: list[tuple[str, object]], go122: bool = False) -> byt
 
 def needs_alternatives(s: str) -> bool:
     return "\b" in s or "\f" in s
+
+
+def _go_float(number: int | float) -> str:
+    """A number as Go marshals a float64 (the relay's re-marshal decodes every
+    JSON number into float64): shortest round-trip digits, positional below
+    1e21, so integers past 2**53 come out rounded (2**63 -> 9223372036854775808
+    becomes 9223372036854776000)."""
+    from decimal import Decimal
+
+    value = float(number)
+    if value == int(value) and abs(value) < 1e21:
+        return format(Decimal(repr(value)), "f").removesuffix(".0")
+    text = repr(value)
+    if "e" in text:  # Go: e+21 / e-07 with at least two exponent digits
+        mantissa, exp = text.split("e")
+        sign = "-" if exp.startswith("-") else "+"
+        exp = exp.lstrip("+-").lstrip("0") or "0"
+        return f"{mantissa}e{sign}{exp.zfill(2)}"
+    return text
+
+
+class Number(str):
+    """A JSON number kept as its literal text (Go's json.Number, decoder.UseNumber)."""
+
+
+def remarshal(value, go122: bool = False) -> str:
+    """`json.Marshal` of `json.Unmarshal` into interface{}: what the relay
+    signs (validate_signature.go jsonRemarshal). Objects come out with their
+    keys sorted (Go sorts map keys bytewise; for valid strings that is code
+    point order), numbers through float64, strings with Go's escaping."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, Number):
+        return str(value)
+    if isinstance(value, str):
+        return quote(value, go122)
+    if isinstance(value, (int, float)):
+        return _go_float(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(quote(k, go122) + ":" + remarshal(value[k], go122) for k in sorted(value)) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(remarshal(v, go122) for v in value) + "]"
+    raise TypeError(f"unsupported value type {type(value).__name__}")
+

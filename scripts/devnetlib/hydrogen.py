@@ -86,6 +86,16 @@ class HydrogenDeployment(Deployment):
         return self.transact(self.token, "devSetBalance", address, amount)
 
 
+class TokenDeployment(HydrogenDeployment):
+    """--profile lithium: the CNX token alone (Relay Account deposits); no task contract."""
+
+    def __init__(self, chain, compiled: dict):
+        self.chain = chain
+        token = compiled["CrynuxToken"]
+        self.token = Contract(token["abi"], self._deploy(token["bytecode"], abi_encode(["uint256"], [INITIAL_SUPPLY])))
+        self.task = self.queue = None
+
+
 class HydrogenNodes(Nodes):
     """Simulated era-B nodes: real node transactions from their own keys."""
 

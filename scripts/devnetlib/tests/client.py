@@ -103,7 +103,7 @@ class Client:
         self.rpc_http = HTTP(info["rpc_url"])
         self.relay_http = HTTP(info["relay_url"])
         self.admin_http = HTTP(info["admin_url"])
-        self.task = to_checksum_address(info["task_contract"])
+        self.task = to_checksum_address(info["task_contract"]) if info.get("task_contract") else None
         self.queue = to_checksum_address(info["task_queue_contract"]) if info.get("task_queue_contract") else None
         self.chain_id = info["chain_id"]
         self._id = 0

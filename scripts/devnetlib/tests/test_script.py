@@ -48,6 +48,7 @@ def test_help_lists_every_knob():
     out = subprocess.run([DEVNET, "up", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     for flag in ("--idle-block-ms", "--sd-schema {68b52d2,8fcf6e7,union,c0d652a}", "--relay-blind-task-ids", "--node-gpu-kinds",
-                 "--rpc-flavor {geth,ethermint}", "--logs-max-block-range", "--profile {era-d,hydrogen}",
-                 "--task-fee-per-node"):
+                 "--rpc-flavor {geth,ethermint}", "--logs-max-block-range", "--profile {era-d,hydrogen,lithium}",
+                 "--task-fee-per-node", "--queue-timeout-s", "--app-validation-timeout-s", "--result-upload-timeout-s",
+                 "--vrf-select-share", "--deposit-confirmations", "--relay-drop-answer-rate"):
         assert flag in out.stdout
