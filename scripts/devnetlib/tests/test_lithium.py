@@ -687,8 +687,17 @@ def test_node_fault_rates(li, creator):
     t2.wait(li, SCORE_READY)
     assert t2.validate(li)[0] == 200
     assert t2.wait(li, END_ABORTED, timeout=5)["abort_reason"] == 9
+    li.knobs(upload_stuck_rate=0.0, stuck_rate=1, execution_timeout_s=1)
+    t3 = Task(creator())
+    assert t3.create(li)[0] == 200
+    assert t3.wait(li, END_ABORTED, timeout=5)["abort_reason"] == 1
+    li.knobs(stuck_rate=0.0, wrong_result_rate=1)
+    t4 = Task(creator())
+    assert t4.create(li)[0] == 200
+    assert t4.wait(li, SCORE_READY)["score"] != ""
     fired = li.admin("GET", "/admin/stats")[1]["faults_fired"]
     assert fired["lithium_error_reported"] >= 1 and fired["lithium_upload_stuck"] >= 1
+    assert fired["lithium_stuck"] >= 1 and fired["lithium_wrong_result"] >= 1
 
 
 def test_request_counters_by_route(li, creator):
