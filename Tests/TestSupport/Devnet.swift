@@ -10,13 +10,16 @@ public struct Devnet: Sendable {
     public let relayURL: String
     public let adminURL: String
     public let chainId: UInt64
+    /// "" on the Lithium profile, which has no task contract (devnet.json: null).
     public let taskContract: String
     /// Era D's TaskQueue; nil on the Hydrogen profile, which has none.
     public let taskQueueContract: String?
     /// The CNX token of the Hydrogen profile; nil in era D.
     public let tokenContract: String?
-    /// `era-d` or `hydrogen`.
+    /// `era-d`, `hydrogen` or `lithium`.
     public let profile: String
+    /// Lithium: where a CNX transfer credits the sender's Relay Account; nil otherwise.
+    public let depositAddress: String?
     public let accounts: [Account]
     /// Set when this test process started the network itself (and must stop it).
     let ownStateDir: String?
@@ -43,6 +46,16 @@ public struct Devnet: Sendable {
         }
         let devnet = try load(file: file, ownStateDir: nil)
         guard devnet.profile == "hydrogen" else { throw TestSetupError("\(file) describes a \(devnet.profile) network, not hydrogen") }
+        return devnet
+    }
+
+    /// The Lithium network scripts/test started (CRYNUX_LITHIUM_DEVNET_FILE): the live network's Relay.
+    public static func sharedLithium() throws -> Devnet {
+        guard let file = ProcessInfo.processInfo.environment["CRYNUX_LITHIUM_DEVNET_FILE"], !file.isEmpty else {
+            throw TestSetupError("CRYNUX_LITHIUM_DEVNET_FILE is not set: run the tests with scripts/test, which starts the local Lithium network")
+        }
+        let devnet = try load(file: file, ownStateDir: nil)
+        guard devnet.profile == "lithium" else { throw TestSetupError("\(file) describes a \(devnet.profile) network, not lithium") }
         return devnet
     }
 
@@ -73,10 +86,14 @@ public struct Devnet: Sendable {
             guard let address = entry["address"] as? String, let key = entry["private_key"] as? String else { return nil }
             return Account(address: address, privateKey: key)
         }
+        let profile = json["profile"] as? String ?? "era-d"
+        // Lithium tasks never touch the chain: its task_contract is null.
+        let taskContract = profile == "lithium" && json["task_contract"] is NSNull ? "" : try string("task_contract")
         return Devnet(file: file, rpcURL: try string("rpc_url"), relayURL: try string("relay_url"), adminURL: try string("admin_url"),
-                      chainId: (json["chain_id"] as? NSNumber)?.uint64Value ?? 0, taskContract: try string("task_contract"),
+                      chainId: (json["chain_id"] as? NSNumber)?.uint64Value ?? 0, taskContract: taskContract,
                       taskQueueContract: json["task_queue_contract"] as? String, tokenContract: json["token_contract"] as? String,
-                      profile: json["profile"] as? String ?? "era-d", accounts: accounts, ownStateDir: ownStateDir)
+                      profile: profile, depositAddress: json["deposit_address"] as? String, accounts: accounts,
+                      ownStateDir: ownStateDir)
     }
 
     // MARK: Admin API
