@@ -64,7 +64,8 @@ let package = Package(
         .testTarget(name: "EthereumTests", dependencies: [
             "Ethereum", "HTTP", "StrictJSON", "TestSupport", .product(name: "BigInt", package: "BigInt"),
         ], resources: [.copy("Fixtures")]),
-        .testTarget(name: "CrynuxTests", dependencies: ["Crynux", "Ethereum", "HTTP", "StrictJSON", "TestSupport", .product(name: "BigInt", package: "BigInt")]),
+        .testTarget(name: "CrynuxTests", dependencies: ["Crynux", "Ethereum", "HTTP", "StrictJSON", "TestSupport", .product(name: "BigInt", package: "BigInt")],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "JobQueueTests", dependencies: ["JobQueue", "Postgres", "StrictJSON", "TestSupport", "crynux-worker"]),
         .testTarget(name: "WorkerTests", dependencies: [
             "Worker", "JobQueue", "Postgres", "Ethereum", "Crynux", "TestSupport", "crynux-worker", "Monitoring",

@@ -1,19 +1,30 @@
 /// Which stable-diffusion-task JSON schema the target network's Relay checks uploads against. The
 /// era-D Relay (crynux-relay@969e500, config `task_schema.stable_diffusion_inference`) downloads the
 /// schema from the task repository's main branch when it starts, so the version it enforces is the
-/// one current then: @68b52d2 from 2024-06-06 (most of era D), @8fcf6e7 from 2024-08-13.
+/// one current then: @68b52d2 from 2024-06-06 (most of era D), @8fcf6e7 from 2024-08-13. The live
+/// network's Relay ("Lithium", crynux-relay@24ffc26) fetches it from main as well, where the file
+/// last changed in @1c3cd8c (2025-07-07): `.lithium`.
 public enum SDSchema: String, Sendable, CaseIterable {
     /// `base_model` is a string; no `version`, `unet`, `scheduler`, `lora.weight_file_name`,
     /// `refiner.variant`; `cfg` from 1.
     case v68b52d2 = "68b52d2"
     /// Adds the `{"name", "variant"}` form of `base_model`, `version`, `unet`, `scheduler`; `cfg` from 0.
     case v8fcf6e7 = "8fcf6e7"
+    /// stable-diffusion-task@1c3cd8c (main @4088ef8 when crynux-relay@24ffc26 was current; the same
+    /// file at tags v3.1.0–v3.5.0): adds `dtype`, versions 2.5.0 and 2.5.2, any number for `cfg`, no
+    /// image size bounds, optional `controlnet.image_dataurl`, `controlnet.variant`, a null
+    /// `refiner.variant`, and typed scheduler and ControlNet preprocess args. Only for the Lithium
+    /// network: older Relays refuse much of what it accepts. The rules, and the three points where
+    /// this code is stricter than that schema (tasks the nodes would fail), are in LithiumArguments.swift.
+    case lithium = "lithium"
 
     /// What the era-D Relay enforced for most of its life.
     public static let eraDDefault: SDSchema = .v68b52d2
     /// What the Hydrogen Relay (crynux-relay@fa0afaa) enforced: stable-diffusion-task@c0d652a's
     /// schema, whose file is byte-identical at @68b52d2.
     public static let hydrogenDefault: SDSchema = .v68b52d2
+    /// What the Lithium Relay (crynux-relay@24ffc26) enforces.
+    public static let lithiumDefault: SDSchema = .lithium
 }
 
 /// The typed view of Stable Diffusion task arguments, with the schema defaults applied. The rules are
@@ -24,6 +35,10 @@ public enum SDSchema: String, Sendable, CaseIterable {
 public struct StableDiffusionArguments: Sendable, Equatable {
     /// "2.5.0" and "2.5.2" came with later schemas (2025) that era-D nodes do not know.
     public static let versions = ["1.0.0", "2.0.0", "2.1.0"]
+    /// The versions of the Lithium schema (`.lithium`); the nodes default to 2.5.0.
+    public static let lithiumVersions = versions + ["2.5.0", "2.5.2"]
+    /// `dtype` of the Lithium schema (absent: "auto").
+    public static let dtypes = ["float16", "bfloat16", "float32", "auto"]
 
     public struct BaseModel: Sendable, Equatable {
         public let name: String
@@ -32,6 +47,7 @@ public struct StableDiffusionArguments: Sendable, Equatable {
     }
 
     public struct TaskConfig: Sendable, Equatable {
+        /// Era D only: the Lithium schema has no bounds on the image size.
         public static let imageSizeRange: ClosedRange<Int64> = 64...2048
         public static let defaultNumImages = 6
 
@@ -42,8 +58,8 @@ public struct StableDiffusionArguments: Sendable, Equatable {
         public var seed: Int = 0
         public var numImages: Int = TaskConfig.defaultNumImages
         public var safetyChecker: Bool = true
-        /// An integer in the era-D schema.
-        public var cfg: Int = 5
+        /// An integer in the era-D schema; any number from 0 to 20 (7.5) in the Lithium schema.
+        public var cfg: Double = 5
     }
 
     public enum SchedulerMethod: String, Sendable, CaseIterable {
@@ -67,14 +83,19 @@ public struct StableDiffusionArguments: Sendable, Equatable {
             "mediapipe_face",
         ]
         public let model: String
+        /// Required and non-empty in era D and here for Lithium too (its schema lets it be absent or
+        /// empty, but the node then fails the task: see LithiumArguments.swift).
         public let imageDataURL: String
         public let weight: Int
         public let preprocessMethod: String?
+        /// Lithium schema only (string or null); nil when absent or null.
+        public var variant: String? = nil
     }
 
     public struct Refiner: Sendable, Equatable {
         public let model: String
-        public let variant: String
+        /// "fp16" when absent in era D; the Lithium schema also takes null (nil; the node's default).
+        public let variant: String?
         public let denoisingCutoff: Int
         public let steps: Int
     }
@@ -82,9 +103,12 @@ public struct StableDiffusionArguments: Sendable, Equatable {
     /// As given; nil when absent (the node then applies the schema's default version).
     public var version: String?
     public var baseModel: BaseModel
+    /// Lithium schema only; nil when absent (the node then uses "auto").
+    public var dtype: String?
     public var prompt: String
     public var negativePrompt: String = ""
     public var taskConfig: TaskConfig
+    /// nil when absent (the node then uses DPMSolverMultistepScheduler).
     public var scheduler: SchedulerMethod?
     public var lora: Lora?
     public var controlnet: ControlNet?
@@ -93,7 +117,8 @@ public struct StableDiffusionArguments: Sendable, Equatable {
     public var textualInversion: String = ""
     public var unet: String = ""
 
-    /// GPU memory in GB the task needs, by base model (the Crynux SDK and bridge rules).
+    /// GPU memory in GB the task needs, by base model (the Crynux SDK and bridge rules of era D and
+    /// Hydrogen: `crynux-ai/…` names, matched exactly). The Lithium rule is `lithiumMinVram`.
     public var vramLimit: UInt64 {
         switch baseModel.name {
         case "crynux-ai/stable-diffusion-v1-5": 8
@@ -107,6 +132,10 @@ public struct StableDiffusionArguments: Sendable, Equatable {
     }
 
     init(root r: FieldReader, schema: SDSchema) throws(TaskArgumentsError) {
+        if schema == .lithium {
+            self = try Self(lithium: r)
+            return
+        }
         let objectForm = schema == .v8fcf6e7
         if schema == .v68b52d2 {
             for key in ["version", "unet", "scheduler"] where r.object[key] != nil {
@@ -195,7 +224,7 @@ public struct StableDiffusionArguments: Sendable, Equatable {
         if let v = try t.integer("num_images", in: 1...10) { config.numImages = Int(v) }
         if let v = try t.bool("safety_checker") { config.safetyChecker = v }
         // 68b52d2: exclusiveMinimum 0; 8fcf6e7: minimum 0.
-        if let v = try t.integer("cfg", in: schema == .v68b52d2 ? 1...20 : 0...20) { config.cfg = Int(v) }
+        if let v = try t.integer("cfg", in: schema == .v68b52d2 ? 1...20 : 0...20) { config.cfg = Double(v) }
         return config
     }
 }

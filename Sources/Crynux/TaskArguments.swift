@@ -4,8 +4,15 @@ import StrictJSON
 public enum TaskArguments {
     /// Parses and validates the exact argument string; never changes it (the Relay gets the same bytes,
     /// and the task hash is taken over them).
-    /// `sdSchema`: the stable-diffusion-task schema the target network's Relay enforces.
+    /// `sdSchema`: the stable-diffusion-task schema the target network's Relay enforces. `.lithium`
+    /// selects the Lithium Relay's rules for both kinds (GPT: gpt-task v3.1.0, `LithiumGPTArguments`)
+    /// and the Lithium minimum VRAM (`lithiumSpec(kind:arguments:)` gives the other create fields).
     public static func validate(kind: TaskKind, arguments: String, sdSchema: SDSchema) throws(TaskArgumentsError) -> ValidatedTask {
+        if sdSchema == .lithium {
+            let spec = try lithiumSpec(kind: kind, arguments: arguments)
+            return ValidatedTask(kind: kind, cap: spec.taskSize, vramLimit: spec.minVram, resultCount: spec.resultCount,
+                                 taskHash: taskHash(arguments))
+        }
         let root = try parseRoot(arguments)
         let cap: UInt64
         let vramLimit: UInt64
