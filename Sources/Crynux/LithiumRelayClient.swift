@@ -45,6 +45,9 @@ public final class LithiumRelayClient: LithiumRelay, Sendable {
     /// Offset (Relay clock − local clock) in seconds applied to request timestamps.
     public var clockOffset: Int64 { clock.clockOffset }
 
+    /// The Relay's clock (`GET /v1/now`), which also sets the offset: the start-up and health checks.
+    public func serverTime() throws(RelayError) -> Int64 { try clock.serverTime() }
+
     // MARK: create
 
     /// The exact bytes the Relay verifies a create against (without the timestamp): TaskInput of

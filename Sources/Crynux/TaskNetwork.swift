@@ -74,6 +74,9 @@ public enum NetworkProfile: String, Sendable, CaseIterable {
     /// The Hydrogen network (era B): the wallet approves the Task contract to pull CNX, 4-argument
     /// createTask, three nodes selected at once (no queue), the Relay without `/v1/now`.
     case hydrogen
+    /// The live network: no transaction per task; signed requests to the Relay, fees from the
+    /// wallet's Relay Account, and a VRF validation the worker sends for every task.
+    case lithium
 }
 
 /// A wallet's standing on a network whose Task contract pulls its fee in tokens (Hydrogen).

@@ -103,6 +103,13 @@ public struct PrivateKey: Sendable, Equatable, CustomStringConvertible, CustomDe
     /// The 32 secret bytes, for this module's own proving code (ECVRF.swift). Internal; never log it.
     var secretBytes: [UInt8] { secret }
 
+    /// 32 bytes only this key's holder can compute: HMAC-SHA256 keyed with the secret over a
+    /// domain tag and `label`. Lithium derives a task's id and nonce from it, so that nobody else
+    /// can predict them and the same job always derives the same ones.
+    public func derive(_ label: [UInt8]) -> [UInt8] {
+        SHA256.hmac(key: secret, message: Array("crynux-worker derive v1".utf8) + label)
+    }
+
     /// The secret as `0x`-hex. Only for tests and fixtures; never log it.
     public var hexForTests: String { secret.hex }
 

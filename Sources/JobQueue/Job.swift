@@ -64,6 +64,8 @@ public struct Job: Sendable {
     public let tokenFeeWei: BigUInt?
     /// Hydrogen: the approval this job signed because the wallet's allowance was short.
     public let approvalTxHash: [UInt8]?
+    /// Lithium: the job's current Relay task (its task_id_commitment).
+    public let relayCommitment: [UInt8]?
 
     public init(row: PostgresRow) throws {
         let read = RowReader(row)
@@ -112,6 +114,7 @@ public struct Job: Sendable {
         networkProfile = try row.optional("network_profile")
         tokenFeeWei = try read.wei("token_fee_wei")
         approvalTxHash = try read.hexBytes("approval_tx_hash", count: 32)
+        relayCommitment = try read.hexBytes("relay_commitment", count: 32)
     }
 }
 

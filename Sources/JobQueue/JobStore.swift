@@ -108,13 +108,15 @@ public enum JobStore {
     /// reached the Relay after its deadline); the worker then ends the job as cancelled.
     public static func cancel(_ db: PostgresConnection, id: Int64, reason: String = "cancelled by operator") throws -> CancelOutcome {
         try db.transaction { db in
-            guard let job = try db.query("SELECT status, stage, tx_nonce, task_id FROM crynux.jobs WHERE id = $1 FOR UPDATE", [id]).first else {
+            guard let job = try db.query("SELECT status, stage, tx_nonce, task_id, relay_commitment FROM crynux.jobs WHERE id = $1 FOR UPDATE",
+                                         [id]).first else {
                 throw JobStoreError.noJob(id)
             }
             let status = JobStatus(rawValue: try job.get("status")) ?? .pending
             guard status == .pending else { return .alreadyFinished(status) }
             let stage: String = try job.get("stage")
-            let onChain = try !job.isNull("tx_nonce") || !job.isNull("task_id")
+            // A Relay task (Lithium) is settled the same way: cancelled while queued, for its refund.
+            let onChain = try !job.isNull("tx_nonce") || !job.isNull("task_id") || !job.isNull("relay_commitment")
             if onChain {
                 try db.execute("""
                     UPDATE crynux.jobs SET cancel_requested_at = coalesce(cancel_requested_at, now()), run_at = least(run_at, now()),
@@ -140,8 +142,9 @@ public enum JobStore {
     /// old one is certainly dead. A stage that needs a fact the job lacks (a task id) is refused.
     public static func retry(_ db: PostgresConnection, id: Int64) throws -> RetryOutcome {
         try db.transaction { db in
-            guard let row = try db.query("SELECT status, stage, retry_stage, task_id, tx_hash FROM crynux.jobs WHERE id = $1 FOR UPDATE",
-                                         [id]).first else {
+            guard let row = try db.query("""
+                SELECT status, stage, retry_stage, task_id, tx_hash, relay_commitment FROM crynux.jobs WHERE id = $1 FOR UPDATE
+                """, [id]).first else {
                 throw JobStoreError.noJob(id)
             }
             let read = RowReader(row)
@@ -149,7 +152,7 @@ public enum JobStore {
             guard status == .failed else { return .notFailed(status) }
             let stage = try read.enumValue("stage", JobStage.self) ?? .create
             let from = try read.enumValue("retry_stage", JobStage.self) ?? stage
-            if from.needsTaskId, try row.isNull("task_id") {
+            if from.needsTaskId, try row.isNull("task_id"), try row.isNull("relay_commitment") {
                 let tx: String? = try row.optional("tx_hash")
                 return .refused("job \(id) cannot be retried from \(from.rawValue): it has no task id"
                     + (tx.map { " (its createTask \($0) was mined without a TaskPending event); look at that transaction before paying for another task" } ?? ""))

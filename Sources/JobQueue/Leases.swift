@@ -94,14 +94,14 @@ extension JobStore {
     /// fetch of a job with 30 MB of arguments does not carry them around. Their size comes from
     /// the TOAST header, without reading them.
     static let claimedColumns = """
-        j.id, j.kind, CASE WHEN j.stage IN ('create', 'upload') AND octet_length(j.task_args) <= \(claimedArgumentsLimit)
+        j.id, j.kind, CASE WHEN j.stage IN ('create', 'upload', 'validate') AND octet_length(j.task_args) <= \(claimedArgumentsLimit)
             THEN j.task_args END AS task_args, octet_length(j.task_args)::bigint AS task_args_bytes, j.priority, j.status,
         j.stage, j.run_at, j.stage_attempts, j.stage_entered_at, j.cancel_requested_at, j.locked_by, j.locked_until,
         j.lease_token, j.fee_wei_override, j.vram_limit_override, j.task_type_override, j.task_type, j.task_hash, j.cap,
         j.vram_limit, j.fee_wei, j.wallet_address, j.chain_id, j.tx_nonce, j.tx_hash, j.tx_block_number, j.task_id,
         j.task_deadline, j.result_node, j.abort_reason, j.submitted_at, j.tx_signed_at, j.tx_mined_at, j.args_uploaded_at,
         j.task_queued_at, j.task_finished_at, j.finished_at, j.last_error, j.retry_stage, j.recreations, j.refund_reason,
-        j.network_profile, j.token_fee_wei, j.approval_tx_hash
+        j.network_profile, j.token_fee_wei, j.approval_tx_hash, j.relay_commitment
         """
 
     private static func failUnreadable(_ db: PostgresConnection, id: Int64, reason: String, worker: String) throws {
@@ -128,6 +128,7 @@ extension JobStore {
         // BEGIN and COMMIT would double the round trips of every stage.
         var alone = observed.isEmpty
         if case .succeed(let files, _) = outcome, !files.isEmpty { alone = false }
+        if outcome.facts?.touchesRelayTasks == true { alone = false }
         return alone ? try applying(db) : try db.transaction(applying)
 
         func applying(_ db: PostgresConnection) throws -> Bool {
@@ -153,8 +154,13 @@ extension JobStore {
                 update = JobUpdate(stage: .create, facts: JobFacts(), detail: note, resetsAttempts: true, restartsTask: true)
             case .sign:
                 throw PostgresError(.usage, "a .sign outcome is applied with JobStore.record")
+            case .prepare(let facts, let note):
+                update = JobUpdate(facts: facts, detail: note)
             }
-            guard try write(db, update, to: job, worker: worker, keepLease: false) else { return false }
+            var keepLease = false
+            if case .prepare = outcome { keepLease = true }
+            guard try write(db, update, to: job, worker: worker, keepLease: keepLease) else { return false }
+            try writeRelayTasks(db, prepared: update.facts.relayTasksPrepared, changes: update.facts.relayTaskChanges)
             for file in results {
                 try db.execute("""
                     INSERT INTO crynux.job_results (job_id, result_index, content_type, data) VALUES ($1, $2, $3, $4)
@@ -308,6 +314,7 @@ extension JobStore {
         add("network_profile", facts.networkProfile)
         add("token_fee_wei", facts.tokenFeeWei?.description)
         add("approval_tx_hash", facts.approvalTxHash?.hex)
+        add("relay_commitment", facts.relayCommitment?.hex)
         return columns
     }
 
@@ -316,7 +323,7 @@ extension JobStore {
         "tx_nonce = NULL", "tx_hash = NULL", "tx_block_number = NULL", "task_id = NULL", "task_deadline = NULL",
         "wallet_address = NULL", "chain_id = NULL", "result_node = NULL", "abort_reason = NULL", "fee_wei = NULL",
         "refund_reason = NULL", "token_fee_wei = NULL", "tx_signed_at = NULL", "tx_mined_at = NULL", "args_uploaded_at = NULL", "task_queued_at = NULL",
-        "task_finished_at = NULL",
+        "task_finished_at = NULL", "relay_commitment = NULL",
     ]
 
     static func int64(_ value: UInt64, _ what: String) throws -> Int64 {

@@ -33,13 +33,23 @@ public struct JobFacts: Sendable, Equatable {
     /// Hydrogen: the CNX pulled for the task; the approval the job signed.
     public var tokenFeeWei: BigUInt?
     public var approvalTxHash: [UInt8]?
+    /// Lithium: the job's current Relay task.
+    public var relayCommitment: [UInt8]?
+    /// Lithium: Relay tasks to store (before their create requests are sent), and what was
+    /// learned of stored ones. Written in the outcome's transaction.
+    public var relayTasksPrepared: [RelayTaskRecord] = []
+    public var relayTaskChanges: [RelayTaskChange] = []
     public var stamps: Set<JobStamp> = []
+
+    /// Whether anything besides the job's own row is to be written.
+    var touchesRelayTasks: Bool { !relayTasksPrepared.isEmpty || !relayTaskChanges.isEmpty }
 
     public init(taskType: UInt64? = nil, taskHash: [UInt8]? = nil, cap: UInt64? = nil, vramLimit: UInt64? = nil,
                 feeWei: BigUInt? = nil, walletAddress: Address? = nil, chainId: UInt64? = nil, txHash: [UInt8]? = nil,
                 txBlockNumber: UInt64? = nil, taskId: UInt64? = nil, taskDeadline: Date? = nil, resultNode: Address? = nil,
                 abortReason: String? = nil, refundReason: String? = nil, networkProfile: String? = nil, tokenFeeWei: BigUInt? = nil,
-                approvalTxHash: [UInt8]? = nil, stamps: Set<JobStamp> = []) {
+                approvalTxHash: [UInt8]? = nil, relayCommitment: [UInt8]? = nil, stamps: Set<JobStamp> = []) {
+        self.relayCommitment = relayCommitment
         self.networkProfile = networkProfile
         self.tokenFeeWei = tokenFeeWei
         self.approvalTxHash = approvalTxHash
@@ -129,6 +139,23 @@ public enum StageOutcome: Sendable, Equatable {
     /// The task is dead without our doing (evicted from the full queue): forget its on-chain
     /// facts and create it again. Its transactions and history stay.
     case recreate(note: String)
+    /// Store these facts (keeping the lease), then run the stage again with them: what a
+    /// network request depends on (a Relay task about to be created, a VRF proof) is durable
+    /// before the request is sent.
+    case prepare(facts: JobFacts, note: String)
+}
+
+extension StageOutcome {
+    /// The facts the outcome writes, if it writes any.
+    public var facts: JobFacts? {
+        switch self {
+        case .advance(_, _, let facts, _), .wait(_, let facts, _, _, _), .fail(_, _, let facts), .cancel(_, let facts),
+             .prepare(let facts, _), .sign(_, let facts, _):
+            return facts
+        case .succeed, .recreate:
+            return nil
+        }
+    }
 }
 
 /// What a stage saw happen to the job's transactions, written together with its outcome (also

@@ -16,18 +16,21 @@ enum Health {
             body["database"] = "\(error)"
         }
         // The node client blocks: asked on a queue of its own, not on a cooperative thread.
-        let answer: Result<(node: UInt64, expected: UInt64)?, any Error> = await withCheckedContinuation { continuation in
+        let answer: Result<MonitorServer.NetworkReading?, any Error> = await withCheckedContinuation { continuation in
             DispatchQueue.global().async { continuation.resume(returning: Result { try chain() }) }
         }
         switch answer {
-        case .success(let ids?):
-            body["chain_id"] = ids.node
-            if ids.node == ids.expected {
+        case .success(.chain(let node, let expected)?):
+            body["chain_id"] = node
+            if node == expected {
                 body["chain"] = "ok"
             } else {
                 healthy = false
-                body["chain"] = "the node serves chain \(ids.node), not \(ids.expected)"
+                body["chain"] = "the node serves chain \(node), not \(expected)"
             }
+        case .success(.relay(let time)?):
+            body["relay"] = "ok"
+            body["relay_time"] = time
         case .success(nil):
             healthy = false
             body["chain"] = "not connected yet"

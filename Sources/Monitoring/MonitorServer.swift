@@ -32,7 +32,13 @@ public final class MonitorServer: @unchecked Sendable {
 
     /// What `/healthz` asks of the node: its chain id now, and the one the worker expects; nil
     /// while the worker has not connected yet.
-    public typealias ChainCheck = @Sendable () throws -> (node: UInt64, expected: UInt64)?
+    /// What the health check reads of the network: the node's chain id (era D, Hydrogen) or the
+    /// Relay's clock (Lithium); nil before the worker has connected.
+    public enum NetworkReading: Sendable {
+        case chain(node: UInt64, expected: UInt64)
+        case relay(time: Int64)
+    }
+    public typealias ChainCheck = @Sendable () throws -> NetworkReading?
 
     private let options: Options
     private let database: DatabaseLane

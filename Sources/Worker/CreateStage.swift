@@ -379,16 +379,6 @@ struct CreateStage {
         return .advance(to: .upload, facts: facts, note: "task \(taskId) created in block \(receipt.blockNumber) by tx \(tx.hash.hex)")
     }
 
-    private func cnx(_ wei: BigUInt) -> String {
-        let unit = BigUInt(10).power(18)
-        let (whole, rest) = wei.quotientAndRemainder(dividingBy: unit)
-        guard rest > 0 else { return "\(whole) CNX" }
-        var fraction = String(rest)
-        fraction = String(repeating: "0", count: 18 - fraction.count) + fraction
-        while fraction.hasSuffix("0") { fraction.removeLast() }
-        return "\(whole).\(fraction) CNX"
-    }
-
     private func revertReason(_ job: Job, _ tx: StoredTransaction, _ receipt: TransactionReceipt, _ context: StageContext) -> String {
         if receipt.gasUsed >= tx.gasLimit {
             return "out of gas (all \(tx.gasLimit) gas used)"
@@ -396,4 +386,15 @@ struct CreateStage {
         guard let call = try? createTaskCall(of: job, context) else { return "unknown reason" }
         return context.network.revertReason(of: call, from: context.wallet.address, gas: tx.gasLimit, block: receipt.blockNumber)
     }
+}
+
+/// An amount of CNX for people (every profile's fees are CNX with 18 decimals), from wei.
+func cnx(_ wei: BigUInt) -> String {
+    let unit = BigUInt(10).power(18)
+    let (whole, rest) = wei.quotientAndRemainder(dividingBy: unit)
+    guard rest > 0 else { return "\(whole) CNX" }
+    var fraction = String(rest)
+    fraction = String(repeating: "0", count: 18 - fraction.count) + fraction
+    while fraction.hasSuffix("0") { fraction.removeLast() }
+    return "\(whole).\(fraction) CNX"
 }

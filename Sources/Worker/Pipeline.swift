@@ -7,6 +7,8 @@ import Postgres
 /// The pipeline, read top to bottom. Stage order and claim rank are `JobStage`'s; this is the
 /// code that decides each stage, and the loop that applies what it decided.
 ///
+/// Era D and Hydrogen (a transaction per task):
+///
 /// | stage  | decided by    | moves on when                                                  |
 /// |--------|---------------|----------------------------------------------------------------|
 /// | create | `CreateStage` | the createTask receipt names the task (or it reverted: failed) |
@@ -14,12 +16,29 @@ import Postgres
 /// | poll   | `PollStage`   | the task succeeded on chain (or was aborted: failed)           |
 /// | fetch  | `FetchStage`  | every result is stored: succeeded                              |
 ///
+/// Lithium (signed requests to the Relay alone):
+///
+/// | stage    | decided by             | moves on when                                             |
+/// |----------|------------------------|-----------------------------------------------------------|
+/// | create   | `LithiumCreateStage`   | the Relay has the task (its request stored first)         |
+/// | poll     | `LithiumPollStage`     | ScoreReady/ErrorReported: validate; EndSuccess: fetch     |
+/// | validate | `LithiumValidateStage` | the Relay took the VRF validation (alone or as a group)   |
+/// | fetch    | `LithiumFetchStage`    | every result is stored: succeeded                         |
+///
 /// A stage never writes: it returns a `StageOutcome`, and `JobStore` applies it under the lease,
 /// with its history row, in one database transaction. A `.sign` outcome is stored first and the
 /// stage runs again with the stored transaction, so nothing reaches the network before it is
-/// durable.
+/// durable; a `.prepare` outcome (a Relay task about to be created, a VRF proof) the same way.
 struct Pipeline {
-    let network: any TaskNetwork
+    /// What the stages speak to.
+    enum Backend {
+        /// Era D, Hydrogen: the chain and its Relay.
+        case chain(any TaskNetwork)
+        /// Lithium: the Relay, one client per wallet (each signs with its key).
+        case lithium([Address: any LithiumRelay])
+    }
+
+    let backend: Backend
     /// The wallets this worker holds; claims only return jobs that belong to one of them (or to none yet).
     let wallets: [Wallet]
     let config: WorkerConfig
@@ -33,6 +52,36 @@ struct Pipeline {
     let upload = UploadStage()
     let poll = PollStage()
     let fetch = FetchStage()
+    let lithiumCreate = LithiumCreateStage()
+    let lithiumPoll = LithiumPollStage()
+    let lithiumValidate = LithiumValidateStage()
+    let lithiumFetch = LithiumFetchStage()
+
+    init(network: any TaskNetwork, wallets: [Wallet], config: WorkerConfig, worker: String, log: WorkerLog) {
+        self.init(backend: .chain(network), wallets: wallets, config: config, worker: worker, log: log)
+    }
+
+    init(relays: [Address: any LithiumRelay], wallets: [Wallet], config: WorkerConfig, worker: String, log: WorkerLog) {
+        self.init(backend: .lithium(relays), wallets: wallets, config: config, worker: worker, log: log)
+    }
+
+    init(backend: Backend, wallets: [Wallet], config: WorkerConfig, worker: String, log: WorkerLog) {
+        self.backend = backend
+        self.wallets = wallets
+        self.config = config
+        self.worker = worker
+        self.log = log
+    }
+
+    private var isLithium: Bool {
+        if case .lithium = backend { return true }
+        return false
+    }
+
+    private var network: any TaskNetwork {
+        guard case .chain(let network) = backend else { preconditionFailure("a chain stage on the Lithium profile") }
+        return network
+    }
 
     /// The decision for one job of a single-job stage.
     private func decide(_ job: Job, _ context: StageContext) throws -> StageOutcome {
@@ -41,11 +90,30 @@ struct Pipeline {
         case .upload: return try upload.decide(job, context)
         case .poll: return try poll.decide([(job, context)])[0]
         case .fetch: return try fetch.decide(job, context)
+        case .validate: throw WorkerError("job \(job.id) is in validate, a stage of the Lithium profile alone")
+        }
+    }
+
+    private func decide(_ job: Job, _ context: LithiumContext) throws -> StageOutcome {
+        switch job.stage {
+        case .create: return try lithiumCreate.decide(job, context)
+        case .poll: return try lithiumPoll.decide(job, context)
+        case .validate: return try lithiumValidate.decide(job, context)
+        case .fetch: return try lithiumFetch.decide(job, context)
+        case .upload: throw WorkerError("job \(job.id) is in upload, which the Lithium profile has not")
         }
     }
 
     /// Runs what one claim returned: due polls as one batch, then the rest closest to done first.
     func run(_ db: PostgresConnection, _ jobs: [Job], stopping: () -> Bool) {
+        if case .lithium(let relays) = backend {
+            // Each Lithium task is its own request: no batch to share.
+            for job in jobs.sorted(by: { $0.stage.claimRank > $1.stage.claimRank }) {
+                if stopping() { break }
+                guarding(db, [job]) { try lithiumStep(db, job, relays) }
+            }
+            return
+        }
         let polls = jobs.filter { $0.stage == .poll }
         if !polls.isEmpty { runPolls(db, polls) }
         for job in jobs.filter({ $0.stage != .poll }).sorted(by: { $0.stage.claimRank > $1.stage.claimRank }) {
@@ -107,6 +175,29 @@ struct Pipeline {
         }
     }
 
+    /// Decides and applies until the job's outcome is more than "store this first" (at most a
+    /// few times: prepare a task, send it; prove, validate).
+    func lithiumStep(_ db: PostgresConnection, _ job: Job, _ relays: [Address: any LithiumRelay]) throws {
+        var job = job
+        for _ in 0..<4 {
+            let wallet = wallet(for: job)
+            guard let relay = relays[wallet.address] else { throw WorkerError("no Relay client for wallet \(wallet.address.checksummed)") }
+            let context = LithiumContext(relay: relay, config: config, wallet: wallet, tasks: try JobStore.relayTasks(db, jobId: job.id))
+            let outcome: StageOutcome
+            do {
+                outcome = try decide(job, context)
+            } catch let error as PostgresError {
+                throw error
+            } catch {
+                outcome = context.retryLater(job, after: error)
+            }
+            try apply(db, outcome, to: job, observed: Observations())
+            guard case .prepare = outcome else { return }
+            guard let reloaded = try JobStore.job(db, id: job.id), reloaded.leaseToken == job.leaseToken else { throw LeaseLost() }
+            job = reloaded
+        }
+    }
+
     /// A network failure (or anything the stage did not expect) makes the job due again later; a
     /// database failure is not the job's and goes up.
     private func decideOrRetry(_ job: Job, _ context: StageContext) throws -> (StageOutcome, StageContext) {
@@ -160,7 +251,7 @@ struct Pipeline {
         switch outcome {
         case .advance(_, let after, _, _), .wait(let after, _, _, _, _): dueAgain(Date(timeIntervalSinceNow: after))
         case .recreate: dueAgain(Date())
-        case .fail, .cancel, .succeed, .sign: break
+        case .fail, .cancel, .succeed, .sign, .prepare: break
         }
         let fields = WorkerLog.Fields(job: job.id, stage: job.stage.rawValue, task: job.taskId, tx: job.txHash?.hex)
         observe(outcome, of: job)
@@ -169,7 +260,8 @@ struct Pipeline {
         case .fail(let reason, _, _): log.info("job \(job.id) failed in \(job.stage.rawValue): \(reason)", fields)
         case .cancel(let note, _): log.info("job \(job.id) cancelled: \(note)", fields)
         case .succeed(let files, _): log.info("job \(job.id) succeeded: \(files.count) result(s) stored", fields)
-        case .recreate(let note): log.info("job \(job.id): \(note)", fields)
+        case .recreate(let note), .prepare(_, let note): log.info("job \(job.id): \(note)", fields)
+        case .wait(_, _, let note?, false, nil) where isLithium: log.info("job \(job.id) \(job.stage.rawValue): \(note)", fields)
         case .wait(let after, _, _, true, let error):
             log.info("job \(job.id) \(job.stage.rawValue): \(error ?? "not yet"); retrying in \(String(format: "%.1f", after)) s", fields)
         case .wait(let after, _, let note?, false, let error?) where note.hasPrefix(CreateStage.waitingForFunds):
@@ -181,7 +273,12 @@ struct Pipeline {
     /// The metrics an applied outcome moves: stage durations, outcomes by kind, fees spent and refunded.
     private func observe(_ outcome: StageOutcome, of job: Job) {
         let inStage = -job.stageEnteredAt.timeIntervalSinceNow
-        let profile = job.networkProfile ?? network.profile.rawValue
+        let profile = job.networkProfile ?? config.profile.rawValue
+        // Lithium: what the Relay Account paid and got back, task by task.
+        for change in outcome.facts?.relayTaskChanges ?? [] {
+            if let fee = change.charged { WorkerMetrics.feeSpent(fee, profile: profile) }
+            if let fee = change.refunded { WorkerMetrics.feeRefunded(fee, profile: profile) }
+        }
         switch outcome {
         case .advance(let stage, _, let facts, _):
             WorkerMetrics.stageFinished(job.stage, after: inStage)
@@ -204,7 +301,7 @@ struct Pipeline {
             WorkerMetrics.outcome("recreated", kind: job.kind)
         case .wait(_, _, _, _, let error?) where error.hasPrefix(CreateStage.waitingForFunds):
             WorkerMetrics.waitingForFunds()
-        case .wait, .sign:
+        case .wait, .sign, .prepare:
             break
         }
     }

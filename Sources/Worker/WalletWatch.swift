@@ -10,7 +10,11 @@ import Foundation
 /// A job's cost, for the threshold: era D, one result's fee plus gas at the minimum createTask
 /// gas limit and the node's price; Hydrogen, the task's CNX fee (token balance) and that gas
 /// (native balance). A job of several images costs more in era D: the threshold is a floor.
-final class WalletWatch: @unchecked Sendable {  // used by the keeper thread alone
+protocol FundsWatch: AnyObject, Sendable {
+    func check(_ wallets: [Wallet])
+}
+
+final class WalletWatch: FundsWatch, @unchecked Sendable {  // used by the keeper thread alone
     let network: any TaskNetwork
     let config: WorkerConfig
     let log: WorkerLog
@@ -47,6 +51,44 @@ final class WalletWatch: @unchecked Sendable {  // used by the keeper thread alo
                 }
             } catch {
                 log.error("wallet watch \(wallet.address.checksummed): \(error)", .init(wallet: wallet.address.checksummed))
+            }
+        }
+    }
+}
+
+/// Lithium: the same watch over the wallets' Relay Accounts (the signed v2 balance read). A job's
+/// cost, for the threshold, is the dearer of one GPT task and one SD image at the configured fees
+/// (a floor: an SD job of several images costs more).
+final class RelayAccountWatch: FundsWatch, @unchecked Sendable {  // used by the keeper thread alone
+    let relays: [Address: any LithiumRelay]
+    let config: WorkerConfig
+    let log: WorkerLog
+    private var low: Set<Address> = []
+
+    init(relays: [Address: any LithiumRelay], config: WorkerConfig, log: WorkerLog) {
+        self.relays = relays
+        self.config = config
+        self.log = log
+    }
+
+    func check(_ wallets: [Wallet]) {
+        for wallet in wallets {
+            guard let relay = relays[wallet.address] else { continue }
+            let address = wallet.address.checksummed
+            do {
+                let balance = try relay.balance()
+                let jobs = BigUInt(max(config.lowFundsJobs, 1))
+                let short = balance < max(config.lithiumSDFeePerImageWei, config.lithiumGPTFeeWei) * jobs
+                WorkerMetrics.relayAccount(address, balance: balance, low: short)
+                let fields = WorkerLog.Fields(wallet: address)
+                if short, low.insert(wallet.address).inserted {
+                    log.warning("the Relay Account of \(address) is low on funds: it holds \(cnx(balance)), less than \(jobs) jobs need; jobs wait in create once it cannot pay for the next one (fund it by sending CNX to the Relay's deposit address)",
+                                fields)
+                } else if !short, low.remove(wallet.address) != nil {
+                    log.info("the Relay Account of \(address) holds enough for \(jobs) jobs again", fields)
+                }
+            } catch {
+                log.error("wallet watch \(address): \(error)", .init(wallet: address))
             }
         }
     }

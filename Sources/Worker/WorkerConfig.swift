@@ -66,6 +66,19 @@ public struct WorkerConfig: Sendable {
     /// does not publish: 10 CNX per node at deployment). The wallet must hold and allow this much
     /// before a createTask is signed; what the contract really pulled is recorded per job.
     public var tokenTaskFeeWei: BigUInt = BigUInt(30) * BigUInt(10).power(18)
+    /// Lithium: the fee of a task, in wei of CNX from the Relay Account: per image for SD, per
+    /// answer for GPT. The network's bridge pays 1 CNX per SD image (2 for SDXL) and 5 per LLM
+    /// task; the Relay starts the best-paid work (fee per estimated second) first, so the default
+    /// is the bridge's SDXL price for every SD image. A job's own fee_wei overrides it.
+    public var lithiumSDFeePerImageWei: BigUInt = BigUInt(2) * BigUInt(10).power(18)
+    public var lithiumGPTFeeWei: BigUInt = BigUInt(5) * BigUInt(10).power(18)
+    /// Lithium: the Relay's app_validation_timeout_seconds (600 on the live network). A validation
+    /// group that is not complete this long minus `lithiumValidationMargin` after the job's task
+    /// became ready is validated with what it has, its queued members cancelled.
+    public var lithiumValidationTimeout: Double = 600
+    public var lithiumValidationMargin: Double = 120
+    /// Lithium: requests per second to the Relay per wallet (0: no limit).
+    public var relayRequestRate: Double = 0
     /// Hydrogen: how much an approval allows when the allowance is short.
     public var approval: ApprovalPolicy = .balance
     /// Fixed gas limit for createTask; nil estimates it (and refuses a create that would revert).

@@ -66,6 +66,12 @@ public enum WorkerMetrics {
         Gauge(label: "crynux_wallet_low_funds", dimensions: [("wallet", address)]).record(low ? 1 : 0)
     }
 
+    /// Lithium: the wallet's Relay Account, which pays the fees (no gas, no unmined nonces).
+    static func relayAccount(_ address: String, balance: BigUInt, low: Bool) {
+        Gauge(label: "crynux_wallet_balance_cnx", dimensions: [("wallet", address), ("asset", "relay_account")]).record(cnx(balance))
+        Gauge(label: "crynux_wallet_low_funds", dimensions: [("wallet", address)]).record(low ? 1 : 0)
+    }
+
     static func waitingForFunds() {
         Counter(label: "crynux_funds_waits_total").increment()
     }

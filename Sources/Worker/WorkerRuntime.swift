@@ -35,6 +35,9 @@ public final class WorkerRuntime: @unchecked Sendable {
     /// The network, once `run` has connected to it (the health check asks it for its chain id).
     public var connectedNetwork: (any TaskNetwork)? { condition.withLock { network } }
     private var network: (any TaskNetwork)?
+    /// Lithium: a Relay client, once `run` has reached the Relay (the health check asks it the time).
+    public var connectedRelay: LithiumRelayClient? { condition.withLock { lithiumRelay } }
+    private var lithiumRelay: LithiumRelayClient?
 
     public init(config: WorkerConfig, log: WorkerLog) {
         self.config = config
@@ -55,22 +58,49 @@ public final class WorkerRuntime: @unchecked Sendable {
             }
             return db
         }
-        // A node that is briefly unreachable or failing at start is waited for; a wrong chain is not.
         Self.protectSecrets()
-        let network = try retryingTransient("connecting to \(redactedURL(config.rpcURL))") { try connectNetwork() }
-        if let expected = config.expectedChainId, expected != network.chainId {
-            throw WorkerError("the node at \(redactedURL(config.rpcURL)) serves chain \(network.chainId), not the configured chain \(expected)")
+        let stages: Pipeline
+        let wallets: [Wallet]
+        let watch: any FundsWatch
+        let keeper: WalletKeeper?
+        if config.profile == .lithium {
+            // No chain: every task is a signed request to the Relay, paid from the Relay Account.
+            wallets = config.keys.map { Wallet(key: $0, chainId: 0) }
+            let http = HTTPClient(options: HTTPOptions(connectTimeout: 5, totalTimeout: 60, caFile: config.caFile))
+            var relays: [Address: LithiumRelayClient] = [:]
+            for wallet in wallets {
+                relays[wallet.address] = LithiumRelayClient(baseURL: config.relayURL, key: wallet.key, http: http,
+                                                            minRequestInterval: config.relayRequestRate > 0 ? 1 / config.relayRequestRate : 0)
+            }
+            let time = try retryingTransient("asking the Relay at \(redactedURL(config.relayURL)) for its time") {
+                try relays[wallets[0].address]!.serverTime()
+            }
+            condition.withLock { self.lithiumRelay = relays[wallets[0].address] }
+            log.info("started: wallet(s) \(wallets.map(\.address.checksummed).joined(separator: ", ")), Lithium Relay \(redactedURL(config.relayURL)) (its clock \(time - Int64(Date().timeIntervalSince1970)) s from ours), \(config.concurrency) threads")
+            var pipeline = Pipeline(relays: relays, wallets: wallets, config: config, worker: leaseHolder, log: log)
+            pipeline.dueAgain = { [self] due in claimNoLaterThan(due) }
+            stages = pipeline
+            watch = RelayAccountWatch(relays: relays, config: config, log: log)
+            keeper = nil
+        } else {
+            // A node that is briefly unreachable or failing at start is waited for; a wrong chain is not.
+            let network = try retryingTransient("connecting to \(redactedURL(config.rpcURL))") { try connectNetwork() }
+            if let expected = config.expectedChainId, expected != network.chainId {
+                throw WorkerError("the node at \(redactedURL(config.rpcURL)) serves chain \(network.chainId), not the configured chain \(expected)")
+            }
+            condition.withLock { self.network = network }
+            wallets = config.keys.map { Wallet(key: $0, chainId: network.chainId) }
+            for wallet in wallets {
+                try waitingForDatabase("preparing wallet \(wallet.address.checksummed)", timeout: config.startupTimeout, log: log,
+                                       stopping: { isStopping }) { try prepare(wallet, db, network) }
+            }
+            log.info("started: wallet(s) \(wallets.map(\.address.checksummed).joined(separator: ", ")), chain \(network.chainId), \(config.concurrency) threads, \(PostgresConnection.statementsSent) database statements sent")
+            var pipeline = Pipeline(network: network, wallets: wallets, config: config, worker: leaseHolder, log: log)
+            pipeline.dueAgain = { [self] due in claimNoLaterThan(due) }
+            stages = pipeline
+            watch = WalletWatch(network: network, config: config, log: log)
+            keeper = WalletKeeper(network: network, config: config, log: log)
         }
-        condition.withLock { self.network = network }
-        let wallets = config.keys.map { Wallet(key: $0, chainId: network.chainId) }
-        for wallet in wallets {
-            try waitingForDatabase("preparing wallet \(wallet.address.checksummed)", timeout: config.startupTimeout, log: log,
-                                   stopping: { isStopping }) { try prepare(wallet, db, network) }
-        }
-        log.info("started: wallet(s) \(wallets.map(\.address.checksummed).joined(separator: ", ")), chain \(network.chainId), \(config.concurrency) threads, \(PostgresConnection.statementsSent) database statements sent")
-        var pipeline = Pipeline(network: network, wallets: wallets, config: config, worker: leaseHolder, log: log)
-        pipeline.dueAgain = { [self] due in claimNoLaterThan(due) }
-        let stages = pipeline
 
         let done = DispatchGroup()
         for index in 0..<max(config.concurrency, 1) {
@@ -89,10 +119,9 @@ public final class WorkerRuntime: @unchecked Sendable {
         }
         claimer.name = "claimer"
         claimer.start()
-        let watch = WalletWatch(network: network, config: config, log: log)
-        let keeper = Thread { [self] in keepWallets(WalletKeeper(network: network, config: config, log: log), watch, wallets) }
-        keeper.name = "wallet-keeper"
-        keeper.start()
+        let keeperThread = Thread { [self] in keepWallets(keeper, watch, wallets) }
+        keeperThread.name = "wallet-keeper"
+        keeperThread.start()
 
         var listening = false
         var lastIdleCheck = Date.distantPast
@@ -142,6 +171,8 @@ public final class WorkerRuntime: @unchecked Sendable {
             return try EraDNetwork.connect(rpcURL: config.rpcURL, relayURL: config.relayURL, taskContract: config.taskContract,
                                            taskQueueContract: queue, keys: config.keys, caFile: config.caFile,
                                            sdSchema: config.sdSchema, logsBlockRange: config.logsBlockRange)
+        case .lithium:
+            throw WorkerError("the Lithium profile has no chain to connect to")
         case .hydrogen:
             guard let token = config.tokenContract else { throw WorkerError("the Hydrogen network needs the CNX token contract's address") }
             return try HydrogenNetwork.connect(rpcURL: config.rpcURL, relayURL: config.relayURL, taskContract: config.taskContract,
@@ -180,7 +211,7 @@ public final class WorkerRuntime: @unchecked Sendable {
     /// The wallet keeper's loop: one pass per wallet every `keeperInterval`, until stopped; the
     /// wallet watch every `walletCheckInterval` (first at start); and the periodic prune, when
     /// configured, every `pruneInterval`.
-    private func keepWallets(_ keeper: WalletKeeper, _ watch: WalletWatch, _ wallets: [Wallet]) {
+    private func keepWallets(_ keeper: WalletKeeper?, _ watch: any FundsWatch, _ wallets: [Wallet]) {
         var connection: PostgresConnection?
         var lastPrune = Date()
         var lastCheck = Date.distantPast
@@ -205,6 +236,7 @@ public final class WorkerRuntime: @unchecked Sendable {
                 }
             }
             for wallet in wallets {
+                guard let keeper else { break }
                 do {
                     let db = try connection ?? config.connectDatabase()
                     connection = db
@@ -221,7 +253,7 @@ public final class WorkerRuntime: @unchecked Sendable {
         while true {
             do {
                 return try body()
-            } catch let error as EthereumClientError where attempt < attempts && !isStopping {
+            } catch where (error is EthereumClientError || (error as? RelayError)?.isTransport == true) && attempt < attempts && !isStopping {
                 log.info("\(what) failed (\(error)); retrying in 2 s")
                 attempt += 1
                 Thread.sleep(forTimeInterval: 2)
@@ -326,7 +358,9 @@ public final class WorkerRuntime: @unchecked Sendable {
                 WorkerMetrics.claimed(batch: jobs.count, expiredLeases: expired)
                 if expired > 0 { log.info("took over \(expired) job(s) whose lease had run out") }
                 // Polls together (one request for all), the rest shared out evenly over the free threads.
-                let polls = jobs.filter { $0.stage == .poll }, others = jobs.filter { $0.stage != .poll }
+                // (Lithium polls are a request each: shared out like the rest.)
+                let batched = config.profile != .lithium
+                let polls = jobs.filter { batched && $0.stage == .poll }, others = jobs.filter { !batched || $0.stage != .poll }
                 // A full claim: more may be due at once. Otherwise the claim named the next due time.
                 let due = others.count >= limit || polls.count >= config.pollBatch ? Date() : Date(timeIntervalSinceNow: min(max(
                     nextDueIn ?? config.idleInterval, 0.02), config.idleInterval))

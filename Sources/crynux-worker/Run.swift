@@ -8,17 +8,20 @@ import Worker
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the worker: claim due jobs and move them through create, upload, poll and fetch.",
+        abstract: "Run the worker: claim due jobs and move them through their stages (Lithium: create, poll, validate, fetch).",
         discussion: """
             Every option can also come from the environment variable in brackets. The private key
             comes from CRYNUX_PRIVATE_KEY or the file named by --private-key-file
             (CRYNUX_PRIVATE_KEY_FILE); it is never read from a job and never logged.
-            --devnet FILE reads the RPC URL, relay URL, chain id and contract addresses from the
-            description file that `scripts/devnet up` writes. SIGTERM or SIGINT stops claiming,
+            --devnet FILE reads the profile, relay URL (and for era D and Hydrogen the RPC URL,
+            chain id and contract addresses) from the description file that `scripts/devnet up`
+            writes. The Lithium profile (the default: the network that runs today) needs only the
+            Relay URL and a wallet whose Relay Account holds CNX. SIGTERM or SIGINT stops claiming,
             lets stages in flight finish within --shutdown-grace, hands the other leases back and
             exits 0. Examples:
-              CRYNUX_PRIVATE_KEY_FILE=/run/secrets/wallet crynux-worker run --rpc-url https://… \\
-                --relay-url https://… --task-contract 0x… --task-queue-contract 0x… --chain-id 10000
+              CRYNUX_PRIVATE_KEY_FILE=/run/secrets/wallet crynux-worker run --relay-url https://…
+              crynux-worker run --profile era-d --rpc-url https://… --relay-url https://… \\
+                --task-contract 0x… --task-queue-contract 0x… --chain-id 10000
               crynux-worker run --devnet devnet.json --metrics-port 9464 --log-format json
             """)
 
@@ -30,7 +33,7 @@ struct Run: ParsableCommand {
     @Option(help: "Relay base URL [CRYNUX_RELAY_URL].") var relayUrl: String?
     @Option(help: "Expected chain id, checked against the node [CRYNUX_CHAIN_ID].") var chainId: UInt64?
     @Option(help: "Task contract address [CRYNUX_TASK_CONTRACT].") var taskContract: String?
-    @Option(help: "Network generation: era-d (payable createTask, a task queue; the default) or hydrogen (the wallet approves CNX for the Task contract; no queue) [CRYNUX_PROFILE].")
+    @Option(help: "Network generation: lithium (the live network: signed requests to the Relay, fees from the Relay Account; the default), era-d (payable createTask, a task queue) or hydrogen (the wallet approves CNX for the Task contract) [CRYNUX_PROFILE].")
     var profile: String?
     @Option(help: "TaskQueue contract address (era D) [CRYNUX_TASK_QUEUE_CONTRACT].") var taskQueueContract: String?
     @Option(help: "CNX token contract address (hydrogen) [CRYNUX_TOKEN_CONTRACT].") var tokenContract: String?
@@ -38,6 +41,13 @@ struct Run: ParsableCommand {
     var approve: String?
     @Option(help: "Hydrogen: the CNX a task costs, in wei (the contract's fee per node × 3; default 30 CNX), which the wallet must hold and allow before a createTask is signed.")
     var tokenTaskFeeWei: String?
+    @Option(help: "Lithium: the fee per SD image in wei (default 2 CNX, the bridge's SDXL price; the Relay starts the best-paid work first) [CRYNUX_SD_FEE_PER_IMAGE_WEI].")
+    var sdFeePerImageWei: String?
+    @Option(help: "Lithium: the fee of a GPT task in wei (default 5 CNX, the bridge's) [CRYNUX_GPT_FEE_WEI].") var gptFeeWei: String?
+    @Option(help: "Lithium: the Relay's creator-validation timeout in seconds (600 on the live network): a validation group not complete this long minus --validation-margin after its task became ready is validated as it stands.")
+    var validationTimeout = 600.0
+    @Option(help: "Lithium: seconds before the Relay's validation timeout when an incomplete validation group stops waiting.") var validationMargin = 120.0
+    @Option(help: "Lithium: most requests per second to the Relay per wallet (0: no limit).") var relayRequestRate = 0.0
     @Option(help: ArgumentHelp("File holding a wallet's private key (hex), or a folder of such files; repeat for several wallets [CRYNUX_PRIVATE_KEY_FILE].",
                                valueName: "path"))
     var privateKeyFile: [String] = []
@@ -111,18 +121,27 @@ struct Run: ParsableCommand {
         func setting(_ flag: String?, _ variable: String, _ key: String) -> String? {
             flag ?? env[variable].flatMap { $0.isEmpty ? nil : $0 } ?? described.string(key)
         }
-        guard let rpc = setting(rpcUrl, "CRYNUX_RPC_URL", "rpc_url") else { throw ValidationError("no RPC URL: --rpc-url or CRYNUX_RPC_URL") }
-        guard let relay = setting(relayUrl, "CRYNUX_RELAY_URL", "relay_url") else { throw ValidationError("no relay URL: --relay-url or CRYNUX_RELAY_URL") }
-        guard let taskHex = setting(taskContract, "CRYNUX_TASK_CONTRACT", "task_contract"), let task = Address(hex: taskHex) else {
-            throw ValidationError("no valid Task contract address: --task-contract or CRYNUX_TASK_CONTRACT")
-        }
-        let profileName = setting(profile, "CRYNUX_PROFILE", "profile") ?? NetworkProfile.eraD.rawValue
+        let profileName = setting(profile, "CRYNUX_PROFILE", "profile") ?? NetworkProfile.lithium.rawValue
         guard let chosen = NetworkProfile(rawValue: profileName) else {
             throw ValidationError("--profile must be one of \(NetworkProfile.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        guard let relay = setting(relayUrl, "CRYNUX_RELAY_URL", "relay_url") else { throw ValidationError("no relay URL: --relay-url or CRYNUX_RELAY_URL") }
+        // Lithium has no chain: no node, no contracts.
+        var rpc = ""
+        var task = Address(bytes: [UInt8](repeating: 0, count: 20))
         var queue: Address?
         var token: Address?
+        if chosen != .lithium {
+            guard let url = setting(rpcUrl, "CRYNUX_RPC_URL", "rpc_url") else { throw ValidationError("no RPC URL: --rpc-url or CRYNUX_RPC_URL") }
+            rpc = url
+            guard let taskHex = setting(taskContract, "CRYNUX_TASK_CONTRACT", "task_contract"), let address = Address(hex: taskHex) else {
+                throw ValidationError("no valid Task contract address: --task-contract or CRYNUX_TASK_CONTRACT")
+            }
+            task = address
+        }
         switch chosen {
+        case .lithium:
+            break
         case .eraD:
             guard let queueHex = setting(taskQueueContract, "CRYNUX_TASK_QUEUE_CONTRACT", "task_queue_contract"), let address = Address(hex: queueHex) else {
                 throw ValidationError("no valid TaskQueue contract address: --task-queue-contract or CRYNUX_TASK_QUEUE_CONTRACT")
@@ -188,6 +207,7 @@ struct Run: ParsableCommand {
             guard let wei = BigUInt(fee) else { throw ValidationError("--fee-per-result-wei must be a whole number") }
             config.feePerResultWei = wei
         }
+        if chosen == .lithium { config.sdSchema = SDSchema.lithiumDefault }
         if let name = sdSchema ?? env["CRYNUX_SD_SCHEMA"] {
             guard let schema = SDSchema(rawValue: name) else {
                 throw ValidationError("--sd-schema must be one of \(SDSchema.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -199,6 +219,28 @@ struct Run: ParsableCommand {
         if chosen == .hydrogen, config.sdSchema != SDSchema.hydrogenDefault {
             throw ValidationError("--sd-schema \(config.sdSchema.rawValue) is not the Hydrogen Relay's; it enforces \(SDSchema.hydrogenDefault.rawValue) (stable-diffusion-task@c0d652a)")
         }
+        // The Lithium Relay checks stable-diffusion-task main's schema; the older ones are not it.
+        if chosen == .lithium, config.sdSchema != SDSchema.lithiumDefault {
+            throw ValidationError("--sd-schema \(config.sdSchema.rawValue) is not the Lithium Relay's; it enforces \(SDSchema.lithiumDefault.rawValue)")
+        }
+        if chosen != .lithium, config.sdSchema == .lithium {
+            throw ValidationError("--sd-schema lithium is the Lithium Relay's; the \(chosen.rawValue) Relay refuses much of what it allows")
+        }
+        for (flag, variable, value, apply) in [
+            ("--sd-fee-per-image-wei", "CRYNUX_SD_FEE_PER_IMAGE_WEI", sdFeePerImageWei, { (wei: BigUInt, config: inout WorkerConfig) in config.lithiumSDFeePerImageWei = wei }),
+            ("--gpt-fee-wei", "CRYNUX_GPT_FEE_WEI", gptFeeWei, { (wei: BigUInt, config: inout WorkerConfig) in config.lithiumGPTFeeWei = wei }),
+        ] as [(String, String, String?, (BigUInt, inout WorkerConfig) -> Void)] {
+            guard let text = value ?? env[variable].flatMap({ $0.isEmpty ? nil : $0 }) else { continue }
+            guard let wei = BigUInt(text), wei > 0 else { throw ValidationError("\(flag) must be a positive whole number of wei") }
+            apply(wei, &config)
+        }
+        guard validationTimeout > 0, validationMargin >= 0, validationMargin < validationTimeout else {
+            throw ValidationError("--validation-margin must be at least 0 and less than --validation-timeout")
+        }
+        config.lithiumValidationTimeout = validationTimeout
+        config.lithiumValidationMargin = validationMargin
+        guard relayRequestRate >= 0 else { throw ValidationError("--relay-request-rate must be at least 0") }
+        config.relayRequestRate = relayRequestRate
         if let logsBlockRange {
             guard logsBlockRange > 0 else { throw ValidationError("--logs-block-range must be at least 1") }
             config.logsBlockRange = logsBlockRange
@@ -258,8 +300,9 @@ struct Run: ParsableCommand {
                                                 explorerTxURL: explorerTxUrl, sampleInterval: max(metricsSampleInterval, 0.1))
             let server = MonitorServer(options: options, connect: { [config] in try config.connectDatabase() },
                                        chainCheck: { [runtime] in
+                                           if let relay = runtime.connectedRelay { return .relay(time: try relay.serverTime()) }
                                            guard let network = runtime.connectedNetwork else { return nil }
-                                           return (try network.nodeChainId(), network.chainId)
+                                           return .chain(node: try network.nodeChainId(), expected: network.chainId)
                                        }, log: log)
             let bound = try server.start()
             log.info("monitoring on http://\(options.address):\(bound)/ (/metrics, /healthz, the dashboard)")

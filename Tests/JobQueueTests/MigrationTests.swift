@@ -41,7 +41,7 @@ struct MigrationTests {
         let tables = try db.query("""
             SELECT table_name FROM information_schema.tables WHERE table_schema = 'crynux' AND table_type = 'BASE TABLE' ORDER BY table_name
             """).map { try $0.get("table_name", as: String.self) }
-        #expect(tables == ["job_events", "job_results", "job_transactions", "jobs", "schema_migrations", "wallets"])
+        #expect(tables == ["job_events", "job_results", "job_transactions", "jobs", "relay_tasks", "schema_migrations", "wallets"])
         let functions = try db.query("""
             SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
             WHERE n.nspname = 'crynux' ORDER BY 1

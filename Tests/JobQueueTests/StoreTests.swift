@@ -245,7 +245,8 @@ struct StoreTests {
         for stage in JobStage.allCases {
             try db.execute("UPDATE crynux.jobs SET stage = $2, locked_until = NULL WHERE id = $1", [id, stage.rawValue])
             let job = try claimed()
-            #expect((job.taskArgs != nil) == [.create, .upload].contains(stage), "\(stage)")
+            // (validate: a Lithium validation group creates two more tasks with the same arguments)
+            #expect((job.taskArgs != nil) == [.create, .upload, .validate].contains(stage), "\(stage)")
         }
     }
 
@@ -274,7 +275,12 @@ struct StoreTests {
         let index = try db.query("SELECT indexdef FROM pg_indexes WHERE schemaname = 'crynux' AND indexname = 'jobs_due_idx'")[0]
             .get(0, as: String.self)
         #expect(index.contains("priority DESC, stage_rank DESC, run_at") && index.contains("WHERE (status = 'pending'::text)"))
-        // Each stage hands over to the next; only the last ends the job.
-        #expect(JobStage.allCases.dropLast().allSatisfy { $0.next != nil } && JobStage.allCases.last?.next == nil)
+        // Each chain stage hands over to the next; only the last ends the job. Both profiles'
+        // stages are claimed closest to done first.
+        #expect(JobStage.chainStages.dropLast().allSatisfy { $0.next != nil } && JobStage.chainStages.last?.next == nil)
+        #expect(JobStage.validate.next == nil)
+        for stages in [JobStage.chainStages, JobStage.lithiumStages] {
+            #expect(stages.map(\.claimRank) == stages.map(\.claimRank).sorted() && Set(stages).count == stages.count)
+        }
     }
 }
