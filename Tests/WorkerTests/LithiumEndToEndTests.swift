@@ -1,0 +1,225 @@
+import BigInt
+import Ethereum
+import Foundation
+import JobQueue
+import Postgres
+import TestSupport
+import Testing
+
+/// Worker processes against the local Lithium network (the live network's Relay, its Relay
+/// Accounts and VRF validation, checked by independent Python code). The network scripts/test
+/// started serves this suite alone; tests that turn its knobs run one at a time and put them back.
+/// Money is counted on the Relay's own ledger: every charge is a task some job row accounts for.
+@Suite("Lithium end to end", .serialized)
+struct LithiumEndToEndTests {
+    let devnet: Devnet
+    static let cnx = BigUInt(10).power(18)
+    static let start = 1000 * cnx
+
+    init() throws { devnet = try Devnet.sharedLithium() }
+
+    func harness(balance: BigUInt = start) throws -> PipelineHarness {
+        let harness = try PipelineHarness(devnet: devnet)
+        try setBalance(harness, balance)
+        return harness
+    }
+
+    func setBalance(_ harness: PipelineHarness, _ wei: BigUInt) throws {
+        try devnet.admin("POST", "/admin/lithium/accounts/\(harness.key.address.checksummed)", ["balance": String(wei)])
+    }
+
+    /// The Relay Account's balance and its ledger's charges (type 4) and refunds (type 5).
+    func account(_ harness: PipelineHarness) throws -> (balance: BigUInt, charges: [String: BigUInt], refunds: [String: BigUInt]) {
+        let json = try #require(try devnet.admin("GET", "/admin/lithium/accounts/\(harness.key.address.checksummed)") as? [String: Any])
+        let balance = try #require(BigUInt(json["balance"] as? String ?? ""))
+        var charges: [String: BigUInt] = [:], refunds: [String: BigUInt] = [:]
+        for event in json["events"] as? [[String: Any]] ?? [] {
+            let reason = event["reason"] as? String ?? "", amount = BigUInt(event["amount"] as? String ?? "") ?? 0
+            let commitment = String(reason.drop(while: { $0 != "-" }).dropFirst())
+            switch (event["type"] as? NSNumber)?.intValue {
+            case 4: charges[commitment] = amount
+            case 5: refunds[commitment] = amount
+            default: break
+            }
+        }
+        return (balance, charges, refunds)
+    }
+
+    /// The tasks the jobs' rows say were created, with their fees.
+    func createdTasks(_ db: PostgresConnection) throws -> [String: BigUInt] {
+        try db.query("SELECT commitment, task_fee_wei::text AS fee FROM crynux.relay_tasks WHERE created_at IS NOT NULL").reduce(into: [:]) {
+            $0[try $1.get("commitment", as: String.self)] = BigUInt(try $1.get("fee", as: String.self))
+        }
+    }
+
+    /// Every charge on the Relay's ledger is a task a job row holds, at the fee the row says; the
+    /// balance is the start less charges plus refunds.
+    func expectMoneyAccountedFor(_ harness: PipelineHarness, start: BigUInt = start, _ context: String = "") throws {
+        let db = try harness.db()
+        let (balance, charges, refunds) = try account(harness)
+        let created = try createdTasks(db)
+        #expect(charges == created, "ledger charges vs rows \(context)")
+        let spent = charges.values.reduce(BigUInt(0), +), back = refunds.values.reduce(BigUInt(0), +)
+        #expect(balance + spent == start + back, "balance \(balance) spent \(spent) refunded \(back) \(context)")
+        // The analysts' view agrees with the ledger.
+        let view = try db.query("SELECT coalesce(sum(fee_wei), 0)::text AS fee, coalesce(sum(refunded_wei), 0)::text AS back FROM crynux.job_history")[0]
+        let viewFee = BigUInt(try view.get("fee", as: String.self)), viewBack = BigUInt(try view.get("back", as: String.self))
+        #expect(viewFee == spent && viewBack == back, "job_history \(context)")
+    }
+
+    /// Every succeeded job holds exactly the files of the Relay task that ended in success.
+    func expectResultsMatch(_ harness: PipelineHarness, _ job: Job) throws {
+        let db = try harness.db()
+        let commitment = try #require(job.relayCommitment)
+        let task = try #require(try devnet.admin("GET", "/admin/lithium/tasks/\(commitment.hex)") as? [String: Any])
+        let files = (task["files"] as? [[String: Any]] ?? []).reduce(into: [Int: String]()) {
+            $0[($1["index"] as? NSNumber)?.intValue ?? -1] = $1["sha256"] as? String
+        }
+        let rows = try db.query("SELECT result_index, sha256 FROM crynux.job_results WHERE job_id = $1 ORDER BY result_index", [job.id])
+        #expect(rows.count == files.count && rows.count == (job.kind == "sd" ? Int(job.cap ?? 0) : 1), "job \(job.id)")
+        for row in rows { #expect(try sha256Hex(row) == files[try row.get("result_index", as: Int.self)], "job \(job.id)") }
+    }
+
+    func tasksPerJob(_ db: PostgresConnection) throws -> [Int64: Int] {
+        try db.query("SELECT job_id, count(*) AS n FROM crynux.relay_tasks WHERE created_at IS NOT NULL GROUP BY 1").reduce(into: [:]) {
+            $0[try $1.get("job_id", as: Int64.self)] = Int(try $1.get("n", as: Int64.self))
+        }
+    }
+
+    static func sdArgs(_ i: Int, images: Int = 1) -> String {
+        #"{"base_model":"crynux-network/sdxl-turbo","prompt":"lithium \#(i)","task_config":{"num_images":\#(images),"steps":1,"seed":\#(i)}}"#
+    }
+
+    static func gptArgs(_ i: Int) -> String {
+        #"{"model":"Qwen/Qwen2.5-7B","messages":[{"role":"user","content":"lithium \#(i)?"}],"generation_config":{"max_new_tokens":16},"seed":\#(i)}"#
+    }
+
+    // MARK: -
+
+    @Test func manyJobsThroughThreeWorkersPayOneTaskEach() throws {
+        let harness = try harness()
+        let db = try harness.db()
+        for i in 0..<12 { try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: Self.sdArgs(i, images: 1 + i % 3))) }
+        for i in 0..<6 { try JobStore.submit(db, JobSubmission(kind: "gpt", taskArgs: Self.gptArgs(i))) }
+        let logs = try harness.runWorkersUntilIdle(count: 3, timeout: 300)
+        let jobs = try harness.jobs()
+        let notDone = jobs.filter { $0.status != .succeeded }
+        #expect(notDone.isEmpty, "not succeeded: \(notDone.map { "\($0.id) \($0.status) \($0.stage) \($0.lastError ?? "")" })\n\(logs.suffix(3000))")
+        for job in jobs where job.status == .succeeded {
+            try expectResultsMatch(harness, job)
+            #expect(job.networkProfile == "lithium")
+        }
+        // One task per job, or three when the VRF picked it for a validation group (1 %).
+        let perJob = try tasksPerJob(db)
+        #expect(perJob.count == 18 && perJob.values.allSatisfy { $0 == 1 || $0 == 3 }, "\(perJob)")
+        try expectMoneyAccountedFor(harness)
+        // Every validation went out: each task's row has its proof and the time it was validated.
+        let unvalidated = try db.query("SELECT count(*) FROM crynux.relay_tasks WHERE member = 0 AND (vrf_proof IS NULL OR validated_at IS NULL)")[0]
+            .get(0, as: Int64.self)
+        #expect(unvalidated == 0)
+    }
+
+    @Test func aSelectedTaskIsValidatedWithTwoMoreAndTheJobGetsTheWinnersResults() throws {
+        let harness = try harness()
+        try devnet.admin("POST", "/admin/lithium/creator_keys", ["private_keys": [harness.key.hexForTests]])
+        try devnet.configure(["vrf_select_share": 1])
+        defer { _ = try? devnet.configure(["vrf_select_share": 0]) }
+        let db = try harness.db()
+        for i in 0..<2 { try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: Self.sdArgs(100 + i, images: 2))) }
+        try JobStore.submit(db, JobSubmission(kind: "gpt", taskArgs: Self.gptArgs(100)))
+        let logs = try harness.runWorkersUntilIdle(count: 2, timeout: 300)
+        let jobs = try harness.jobs()
+        #expect(jobs.allSatisfy { $0.status == .succeeded }, "\(jobs.map { "\($0.id) \($0.status) \($0.lastError ?? "")" })\n\(logs.suffix(3000))")
+        for job in jobs where job.status == .succeeded { try expectResultsMatch(harness, job) }
+        let perJob = try tasksPerJob(db)
+        #expect(perJob.values.allSatisfy { $0 == 3 } && perJob.count == 3, "\(perJob)")
+        // The LLM group ran on the first task's GPU; the SD groups were not pinned (as the bridge does).
+        let pins = try db.query("""
+            SELECT j.kind, t.member, t.required_gpu FROM crynux.relay_tasks t JOIN crynux.jobs j ON j.id = t.job_id WHERE t.member > 0
+            """)
+        for row in pins {
+            let kind: String = try row.get("kind"), gpu: String = try row.get("required_gpu")
+            #expect(kind == "gpt" ? !gpu.isEmpty : gpu.isEmpty, "\(kind) member pinned to '\(gpu)'")
+        }
+        #expect(try db.query("SELECT count(*) FROM crynux.relay_tasks WHERE member = 0 AND vrf_selected")[0].get(0, as: Int64.self) == 3)
+        try expectMoneyAccountedFor(harness)
+    }
+
+    @Test func lostAnswersNeverPayATaskTwice() throws {
+        let harness = try harness()
+        try devnet.configure(["relay_drop_answer_rate": 0.5])
+        defer { _ = try? devnet.configure(["relay_drop_answer_rate": 0]) }
+        let db = try harness.db()
+        for i in 0..<4 { try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: Self.sdArgs(200 + i))) }
+        for i in 0..<2 { try JobStore.submit(db, JobSubmission(kind: "gpt", taskArgs: Self.gptArgs(200 + i))) }
+        let logs = try harness.runWorkersUntilIdle(count: 2, timeout: 300, extra: ["--retry-max", "1"])
+        let jobs = try harness.jobs()
+        #expect(jobs.allSatisfy { $0.status == .succeeded }, "\(jobs.map { "\($0.id) \($0.status) \($0.lastError ?? "")" })\n\(logs.suffix(3000))")
+        #expect(logs.contains("adopted"), "no create answer was lost: the test did not test anything\n\(logs.suffix(2000))")
+        try expectMoneyAccountedFor(harness)
+        #expect(try tasksPerJob(db).values.allSatisfy { $0 == 1 || $0 == 3 })
+    }
+
+    @Test func aWorkerKilledMidFlightIsFinishedByAnotherWithoutASecondPayment() throws {
+        let harness = try harness()
+        try devnet.configure(["task_duration_ms": 3000])
+        defer { _ = try? devnet.configure(["task_duration_ms": 1000]) }
+        let db = try harness.db()
+        for i in 0..<4 { try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: Self.sdArgs(300 + i))) }
+        let doomed = try harness.startWorker(name: "doomed", extra: ["--lease-seconds", "3"])
+        #expect(try harness.waitUntil(timeout: 60) {
+            try db.query("SELECT count(*) FROM crynux.relay_tasks WHERE created_at IS NOT NULL")[0].get(0, as: Int64.self) >= 2
+        }, "the first worker created nothing:\n\(doomed.output)")
+        doomed.signal(SIGKILL)
+        _ = doomed.wait(timeout: 10)
+        let logs = try harness.runWorkersUntilIdle(count: 2, timeout: 300)
+        let jobs = try harness.jobs()
+        #expect(jobs.allSatisfy { $0.status == .succeeded }, "\(jobs.map { "\($0.id) \($0.status) \($0.lastError ?? "")" })\n\(logs.suffix(3000))")
+        #expect(try tasksPerJob(db).values.allSatisfy { $0 == 1 || $0 == 3 })
+        try expectMoneyAccountedFor(harness)
+    }
+
+    @Test func aTaskNoNodeCanRunIsCancelledAtTheQueueTimeoutForItsRefund() throws {
+        let harness = try harness()
+        let db = try harness.db()
+        let id = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: Self.sdArgs(400), vramLimit: 80))
+        let logs = try harness.runWorkersUntilIdle(timeout: 120, extra: ["--queue-timeout", "2"])
+        let job = try #require(try JobStore.job(db, id: id))
+        #expect(job.status == .failed && job.lastError?.contains("cancelled while queued, fee refunded") == true,
+                "\(job.lastError ?? "")\n\(logs.suffix(2000))")
+        let (balance, charges, refunds) = try account(harness)
+        #expect(balance == Self.start && charges.count == 1 && refunds == charges)
+        try expectMoneyAccountedFor(harness)
+    }
+
+    @Test func anEmptyRelayAccountMakesJobsWaitUnpaidUntilItIsFunded() throws {
+        let harness = try harness(balance: 0)
+        let db = try harness.db()
+        let id = try JobStore.submit(db, JobSubmission(kind: "gpt", taskArgs: Self.gptArgs(500)))
+        let worker = try harness.startWorker(name: "waiting", extra: ["--exit-when-idle", "--funds-retry", "1", "--wallet-check-interval", "1"])
+        #expect(try harness.waitUntil(timeout: 60) {
+            try JobStore.job(db, id: id)?.lastError?.contains("nothing was charged") == true
+        }, "\(worker.output)")
+        #expect(try harness.waitUntil(timeout: 30) { worker.output.contains("is low on funds") }, "\(worker.output)")
+        #expect(try account(harness).charges.isEmpty)
+        try setBalance(harness, Self.start)
+        #expect(worker.wait(timeout: 120) == 0, "\(worker.output)")
+        #expect(try JobStore.job(db, id: id)?.status == .succeeded)
+        try expectMoneyAccountedFor(harness)
+    }
+
+    @Test func aNodeThatReportsAnErrorFailsTheJobWithItsFeeRefunded() throws {
+        let harness = try harness()
+        try devnet.configure(["error_report_rate": 1])
+        defer { _ = try? devnet.configure(["error_report_rate": 0]) }
+        let db = try harness.db()
+        let id = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: Self.sdArgs(600)))
+        let logs = try harness.runWorkersUntilIdle(timeout: 120)
+        let job = try #require(try JobStore.job(db, id: id))
+        #expect(job.status == .failed && job.lastError?.contains("refunded") == true, "\(job.lastError ?? "")\n\(logs.suffix(2000))")
+        // The ErrorReported task was validated (the Relay wants a validation for it too).
+        #expect(try db.query("SELECT count(*) FROM crynux.relay_tasks WHERE job_id = $1 AND validated_at IS NOT NULL", [id])[0]
+            .get(0, as: Int64.self) >= 1)
+        try expectMoneyAccountedFor(harness)
+    }
+}
