@@ -24,6 +24,18 @@ struct LithiumEndToEndTests {
         return harness
     }
 
+    /// Turns fault knobs on for this harness's wallet alone (the Relay client's devnet suite shares
+    /// the network); `restore` puts them back.
+    func faults(_ harness: PipelineHarness, _ knobs: [String: Any]) throws {
+        try devnet.admin("POST", "/admin/lithium/fault_creators", ["addresses": [harness.key.address.checksummed]])
+        try devnet.configure(knobs)
+    }
+
+    func restore(_ knobs: [String: Any]) {
+        _ = try? devnet.configure(knobs)
+        _ = try? devnet.admin("POST", "/admin/lithium/fault_creators", ["addresses": NSNull()])
+    }
+
     func setBalance(_ harness: PipelineHarness, _ wei: BigUInt) throws {
         try devnet.admin("POST", "/admin/lithium/accounts/\(harness.key.address.checksummed)", ["balance": String(wei)])
     }
@@ -147,8 +159,8 @@ struct LithiumEndToEndTests {
 
     @Test func lostAnswersNeverPayATaskTwice() throws {
         let harness = try harness()
-        try devnet.configure(["relay_drop_answer_rate": 0.5])
-        defer { _ = try? devnet.configure(["relay_drop_answer_rate": 0]) }
+        try faults(harness, ["relay_drop_answer_rate": 0.5])
+        defer { restore(["relay_drop_answer_rate": 0]) }
         let db = try harness.db()
         for i in 0..<4 { try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: Self.sdArgs(200 + i))) }
         for i in 0..<2 { try JobStore.submit(db, JobSubmission(kind: "gpt", taskArgs: Self.gptArgs(200 + i))) }
@@ -210,8 +222,8 @@ struct LithiumEndToEndTests {
 
     @Test func aNodeThatReportsAnErrorFailsTheJobWithItsFeeRefunded() throws {
         let harness = try harness()
-        try devnet.configure(["error_report_rate": 1])
-        defer { _ = try? devnet.configure(["error_report_rate": 0]) }
+        try faults(harness, ["error_report_rate": 1])
+        defer { restore(["error_report_rate": 0]) }
         let db = try harness.db()
         let id = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: Self.sdArgs(600)))
         let logs = try harness.runWorkersUntilIdle(timeout: 120)

@@ -17,6 +17,8 @@
     POST /admin/lithium/accounts/{address}   {"balance": "<decimal wei>"}: set the Relay Account's balance
     POST /admin/lithium/creator_keys         {"private_keys": ["0x.."]}: creators whose seeds vrf_select_share may pick
     POST /admin/lithium/whitelist            {"addresses": ["0x.."] | null}: task_whitelist_enabled (null = off)
+    POST /admin/lithium/fault_creators       {"addresses": ["0x.."] | null}: only these creators' tasks and requests
+                                             meet the node-fault and lost-answer knobs (null = everyone's)
 """
 
 from __future__ import annotations
@@ -152,6 +154,11 @@ class Admin:
             with relay.lock:
                 relay.whitelist = None if addresses is None else {to_checksum_address(a) for a in addresses}
             return {"whitelist": None if addresses is None else sorted(relay.whitelist)}
+        if path == "/admin/lithium/fault_creators" and method == "POST":
+            addresses = (req or {}).get("addresses")
+            with relay.lock:
+                relay.fault_creators = None if addresses is None else {to_checksum_address(a) for a in addresses}
+            return {"fault_creators": None if addresses is None else sorted(relay.fault_creators)}
         raise AdminError(404, f"no route {method} {path}")
 
     def _fund(self, req):

@@ -282,6 +282,9 @@ class LithiumRelay:
         self.deposits: dict[str, dict] = {}  # tx hash -> record (idempotency)
         self.creator_keys: dict[str, bytes] = {}  # address -> key: for the selection knob only
         self.whitelist: set[str] | None = None  # task_whitelist_enabled with these creators
+        # Creators the fault knobs (node faults, lost answers) apply to; None: everyone. Lets one
+        # test suite turn faults on for its own wallet while others share the network.
+        self.fault_creators: set[str] | None = None
         self.nodes: list[SimNode] = []
         self.requests = 0
         self.requests_by_kind: dict[str, int] = {}
@@ -505,6 +508,8 @@ class LithiumRelay:
     def _node_reports(self, task: LTask):
         """The node submits its score (or reports an error, or never answers)."""
         outcome = task.forced
+        if outcome is None and not self.faults_apply(task.creator):
+            outcome = "success"
         if outcome is None:
             if self.config.roll("stuck_rate", "lithium_stuck"):
                 outcome = "stuck"
@@ -1050,6 +1055,23 @@ class LithiumRelay:
             t.forced = outcome
             return True
 
+    def faults_apply(self, creator: str | None) -> bool:
+        # No lock: the timer thread asks while holding it; the set is replaced, never changed.
+        scope = self.fault_creators
+        return scope is None or creator in scope
+
+    def request_creator(self, route: str, commitment: str | None, body: bytes) -> str | None:
+        """Whose request this was, for fault scoping: the creator of the task it names."""
+        if route == "validate":
+            try:
+                commitments = json.loads(body).get("task_id_commitments") or []
+                commitment = commitments[0] if commitments else None
+            except (ValueError, AttributeError, TypeError):
+                return None
+        with self.lock:
+            task = self.tasks.get(commitment) if isinstance(commitment, str) else None
+            return task.creator if task else None
+
     def account(self, address: str) -> dict:
         with self.lock:
             return {"address": address, "balance": str(self.balances.get(address, 0)),
@@ -1133,7 +1155,9 @@ class LithiumHandler(Handler):
         key = f"{route} {status}"
         with relay.lock:
             relay.requests_by_kind[key] = relay.requests_by_kind.get(key, 0) + 1
-        if method == "POST" and relay.config.roll("relay_drop_answer_rate", "relay_drop_answer"):
+        named = m.group(1) if route in ("create", "abort_reason") else None
+        if method == "POST" and relay.faults_apply(relay.request_creator(route, named, body)) \
+                and relay.config.roll("relay_drop_answer_rate", "relay_drop_answer"):
             self.close_connection = True  # done, but the answer never reaches the client
             try:
                 self.connection.shutdown(2)

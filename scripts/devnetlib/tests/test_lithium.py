@@ -101,6 +101,7 @@ def li(net):
     yield net
     net.admin("POST", "/admin/config/reset")
     net.admin("POST", "/admin/lithium/whitelist", {"addresses": None})
+    net.admin("POST", "/admin/lithium/fault_creators", {"addresses": None})
 
 
 @pytest.fixture
@@ -667,6 +668,21 @@ def test_dropped_answer_still_creates_the_task(li, creator):
     assert task.status(li)["task_id_commitment"] == task.commitment
     assert validation_error(task.create(li)) == ("task_id_commitment", "Task already uploaded")
     assert balance(li, account) == 99 * CNX
+
+
+def test_fault_knobs_can_be_scoped_to_some_creators(li, creator):
+    faulty, spared = creator(), creator()
+    li.admin("POST", "/admin/lithium/fault_creators", {"addresses": [faulty.address]})
+    li.knobs(relay_drop_answer_rate=1, error_report_rate=1)
+    spared_task = Task(spared)
+    assert spared_task.create(li)[0] == 200
+    with pytest.raises(Exception):
+        Task(faulty).create(li)
+    li.knobs(relay_drop_answer_rate=0.0)
+    faulty_task = Task(faulty)
+    assert faulty_task.create(li)[0] == 200
+    assert faulty_task.wait(li, ERROR_REPORTED)["task_error"] == 1
+    assert spared_task.wait(li, SCORE_READY)["status"] == SCORE_READY
 
 
 def test_stall_knob_answers_late(li):
