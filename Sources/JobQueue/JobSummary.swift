@@ -12,7 +12,7 @@ extension Job {
             ("wallet", walletAddress?.checksummed), ("nonce", txNonce.map(String.init)), ("tx hash", txHash?.hex),
             ("block", txBlockNumber.map(String.init)), ("task id", taskId.map(String.init)),
             ("fee (wei)", feeWei?.description), ("CNX pulled (wei)", tokenFeeWei?.description),
-            ("approval", approvalTxHash?.hex), ("cap", cap.map(String.init)), ("vram (GB)", vramLimit.map(String.init)),
+            ("approval", approvalTxHash?.hex), ("relay task", relayCommitment?.hex), ("cap", cap.map(String.init)), ("vram (GB)", vramLimit.map(String.init)),
             ("abort reason", abortReason), ("refund", refundReason), ("error", lastError), ("retry from", retryStage?.rawValue),
             ("re-created", recreations > 0 ? "\(recreations) time(s) (evicted, or no free nodes by the block)" : nil),
         ]

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Crynux
 import Ethereum
 import Foundation
 import JobQueue
@@ -175,6 +176,10 @@ struct Show: ParsableCommand {
                     ["at": format(event.at), "from": event.fromStatus.map { "\($0)/\(event.fromStage ?? "")" } ?? NSNull(),
                      "to": "\(event.toStatus)/\(event.toStage)", "detail": event.detail, "worker": event.worker ?? NSNull()]
                 },
+                "relay_tasks": try JobStore.relayTasks(db, jobId: id).map { task -> [String: Any] in
+                    ["commitment": task.commitment.hex, "attempt": task.attempt, "member": task.member, "fee_wei": task.taskFee.description,
+                     "state": task.stateDescription]
+                },
                 "results": try Dashboard.results(db, jobId: id).map { ["index": $0.index, "content_type": $0.contentType, "bytes": $0.bytes] },
             ]
             print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
@@ -187,6 +192,12 @@ struct Show: ParsableCommand {
         if !transactions.isEmpty { print("transactions:") }
         for (tx, role) in zip(transactions, StoredTransaction.roles(of: transactions)) {
             print("  \(role.padding(toLength: 20, withPad: " ", startingAt: 0)) \(tx.hash.hex)  wallet \(tx.wallet.checksummed) nonce \(tx.nonce)  value \(tx.value) wei, \(tx.priceDescription), gas \(tx.gasLimit)  \(tx.stateDescription)")
+        }
+        let relayTasks = try JobStore.relayTasks(db, jobId: id)
+        if !relayTasks.isEmpty { print("relay tasks:") }
+        for task in relayTasks {
+            let role = task.member == 0 ? "attempt \(task.attempt)" : "attempt \(task.attempt) member \(task.member)"
+            print("  \(role.padding(toLength: 20, withPad: " ", startingAt: 0)) \(task.commitment.hex)  fee \(task.taskFee) wei  \(task.stateDescription)")
         }
         print("history:")
         for event in try JobStore.events(db, jobId: id) {
@@ -278,4 +289,18 @@ struct DevnetFile {
 
     func string(_ key: String) -> String? { values[key] as? String }
     func uint64(_ key: String) -> UInt64? { (values[key] as? NSNumber)?.uint64Value }
+}
+
+extension RelayTaskRecord {
+    /// "created, EndSuccess, validated" and the like, for `show`.
+    var stateDescription: String {
+        var words: [String] = [createdAt == nil ? "stored, not created" : "created"]
+        if let status = relayStatus.flatMap(LithiumStatus.init(rawValue:)) {
+            words.append(status == .endAborted ? "\(status.name) (\(abortReason.flatMap(LithiumAbortReason.init(rawValue:))?.name ?? "?"))" : status.name)
+        }
+        if let selected = vrfSelected { words.append(selected ? "VRF-selected" : "not selected") }
+        if validatedAt != nil { words.append("validated") }
+        if cancelSentAt != nil { words.append("cancel sent") }
+        return words.joined(separator: ", ")
+    }
 }
