@@ -27,7 +27,7 @@ struct Pages: Sendable {
     let explorerTxURL: String?
 
     static let statuses = ["pending", "succeeded", "failed", "cancelled"]
-    static let stages = ["create", "upload", "poll", "fetch"]
+    static let stages = JobStage.allCases.map(\.rawValue)
 
     func dashboard(_ data: DashboardData) -> String {
         var html = head("crynux-worker", refresh: 10)

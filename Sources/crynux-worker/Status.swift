@@ -20,7 +20,7 @@ struct Status: ParsableCommand {
     @Flag(help: "One JSON object instead of tables (jobs by status and stage, oldest due job, in flight, wallets).") var json = false
 
     static let statuses = ["pending", "succeeded", "failed", "cancelled"]
-    static let stages = ["create", "upload", "poll", "fetch"]
+    static let stages = JobStage.allCases.map(\.rawValue)
 
     func run() throws {
         let report = try StatusReport.load(database.connect())

@@ -42,9 +42,9 @@ struct CommandLineTests {
         let table = try Products.runWorker(["status"], environment: env)
         #expect(table.status == 0, "\(table.output)")
         let lines = table.output.split(separator: "\n", omittingEmptySubsequences: false).prefix(5).map(String.init)
-        #expect(lines[0].split(separator: " ") == ["status", "create", "upload", "poll", "fetch", "total"])
-        #expect(lines[1].split(separator: " ") == ["pending", "12", "0", "0", "0", "12"])
-        #expect(lines[3].split(separator: " ") == ["failed", "0", "1", "0", "0", "1"])
+        #expect(lines[0].split(separator: " ") == ["status", "create", "upload", "poll", "validate", "fetch", "total"])
+        #expect(lines[1].split(separator: " ") == ["pending", "12", "0", "0", "0", "0", "12"])
+        #expect(lines[3].split(separator: " ") == ["failed", "0", "1", "0", "0", "0", "1"])
         // Aligned: every column ends where its header ends.
         let ends = { (line: String) in line.indices.filter { i in line[i] != " " && (line.index(after: i) == line.endIndex || line[line.index(after: i)] == " ") }.map { line.distance(from: line.startIndex, to: $0) } }
         for line in lines.dropFirst() { #expect(Array(ends(line).dropFirst()) == Array(ends(lines[0]).dropFirst()), "\(table.output)") }
