@@ -14,6 +14,9 @@ struct LithiumCreateStage {
         let current = context.current
         // The latest attempt's task is alive (or its fate unknown): this attempt goes on.
         if let current, current.status?.isTerminal != true {
+            if job.cancelRequested, current.createdAt == nil {
+                return try cancelUnsent(job, current, context)
+            }
             return try send(job, current, context)
         }
         if job.cancelRequested {
@@ -78,13 +81,7 @@ struct LithiumCreateStage {
                 return .wait(after: context.config.backoff(attempt: job.stageAttempts), failedTry: true,
                              error: "the Relay says Relay task \(task.commitment.hex) exists but does not show it yet")
             }
-            guard found.creator == context.wallet.address else {
-                return .fail(reason: "the Relay holds Relay task \(task.commitment.hex) under another creator (\(found.creator.checksummed)); nothing was paid by this job",
-                             retryFrom: .create)
-            }
-            var facts = JobFacts(relayCommitment: task.commitment, stamps: [.argsUploaded])
-            facts.relayTaskChanges = [task.change(from: found)]
-            return .advance(to: .poll, facts: facts, note: "Relay task \(task.commitment.hex) was already created (an answer was lost): adopted")
+            return adopt(task, found, context)
         case .insufficientBalance:
             let balance = (try? context.relay.balance()).map(cnx) ?? "less"
             let error = "\(CreateStage.waitingForFunds): the Relay Account of \(context.wallet.address.checksummed) holds \(balance), "
@@ -93,6 +90,31 @@ struct LithiumCreateStage {
             return .wait(after: context.config.fundsRetry, note: first ? error : nil, error: error)
         case .rejected(let words):
             return .fail(reason: "the Relay refused the task (\(words)); nothing was paid", retryFrom: .create)
+        }
+    }
+
+    private func adopt(_ task: RelayTaskRecord, _ found: LithiumTask, _ context: LithiumContext) -> StageOutcome {
+        guard found.creator == context.wallet.address else {
+            return .fail(reason: "the Relay holds Relay task \(task.commitment.hex) under another creator (\(found.creator.checksummed)); nothing was paid by this job",
+                         retryFrom: .create)
+        }
+        var facts = JobFacts(relayCommitment: task.commitment, stamps: [.argsUploaded])
+        facts.relayTaskChanges = [task.change(from: found)]
+        return .advance(to: .poll, facts: facts, note: "Relay task \(task.commitment.hex) was already created (an answer was lost): adopted")
+    }
+
+    /// A cancel before the Relay answered a create: ask whether it has the task. It has not: the
+    /// job ends and nothing was paid (a request still in flight cannot land later: the Relay takes
+    /// a signature only within 60 s of its timestamp, and our requests give up sooner). It has:
+    /// adopt it, and the poll stage cancels it while it is queued, for the refund.
+    private func cancelUnsent(_ job: Job, _ task: RelayTaskRecord, _ context: LithiumContext) throws -> StageOutcome {
+        switch try context.relay.task(task.commitment) {
+        case .notFound:
+            return .cancel(note: "cancelled before the Relay took Relay task \(task.commitment.hex); nothing was paid")
+        case .found(let found):
+            return adopt(task, found, context)
+        case .rejected(let words):
+            throw WorkerError("the Relay refused to show Relay task \(task.commitment.hex): \(words)")
         }
     }
 }

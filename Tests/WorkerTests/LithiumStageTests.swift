@@ -160,6 +160,28 @@ struct LithiumStageTests {
         #expect(h.relay.funds == 1000 * Self.cnx)
     }
 
+    @Test func aCancelBeforeTheRelayAnsweredAsksWhetherItHasTheTask() throws {
+        let h = try LithiumHarness()
+        // The answer of the create is lost, and the operator cancels: the Relay has the task, so
+        // it is adopted and cancelled while queued, for its refund.
+        h.relay.script { $0.loseNextCreateAnswer = true }
+        let lost = try h.submit()
+        _ = try h.runOnce(lost)
+        #expect(try JobStore.cancel(h.db, id: lost) == .requested)
+        var job = try h.runOnce(lost)
+        #expect(job.stage == .poll, "\(h.story(lost))")
+        job = try h.runOnce(lost)
+        #expect(job.status == .cancelled && h.relay.funds == 1000 * Self.cnx, "\(h.story(lost))")
+        // The Relay never got it (the request failed before it arrived): nothing to settle.
+        h.relay.script { $0.createVerdict = .insufficientBalance }
+        let unsent = try h.submit(PipelineHarness.sdArgs(images: 1))
+        _ = try h.runOnce(unsent)
+        #expect(try JobStore.cancel(h.db, id: unsent) == .requested)
+        job = try h.runOnce(unsent)
+        #expect(job.status == .cancelled, "\(h.story(unsent))")
+        #expect(h.relay.read { $0.createsSent } == 2, "the cancelled job's request was not sent again")
+    }
+
     @Test func aCancelAfterTheTaskStartedLetsItRunAndKeepsItsResults() throws {
         let h = try LithiumHarness()
         let seed = try h.seed(selecting: false)
