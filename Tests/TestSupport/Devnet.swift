@@ -216,3 +216,26 @@ public enum SharedFolder {
         return path
     }
 }
+
+/// The local Lithium network is shared by two suites that run in parallel in one test process:
+/// tests that turn a knob for everyone (a Relay fault that cannot be scoped to one creator) hold
+/// this exclusively; the other suite's tests hold it shared.
+public enum SharedNetworkKnobs {
+    nonisolated(unsafe) private static var lock: pthread_rwlock_t = {
+        var lock = pthread_rwlock_t()
+        pthread_rwlock_init(&lock, nil)
+        return lock
+    }()
+
+    public static func exclusively<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_rwlock_wrlock(&lock)
+        defer { pthread_rwlock_unlock(&lock) }
+        return try body()
+    }
+
+    public static func shared<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_rwlock_rdlock(&lock)
+        defer { pthread_rwlock_unlock(&lock) }
+        return try body()
+    }
+}
