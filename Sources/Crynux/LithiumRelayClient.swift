@@ -42,6 +42,10 @@ public final class LithiumRelayClient: LithiumRelay, Sendable {
         self.clock = RelayClient(baseURL: base, key: key, http: http, timeout: timeout, localClock: localClock, clock: clock)
     }
 
+    /// A create gives up well within the Relay's 60 s signature window: once it has given up, a
+    /// request still on its way can no longer be accepted a minute later (the bridge waits 30 s too).
+    public static let createTimeout = 30.0
+
     /// Offset (Relay clock − local clock) in seconds applied to request timestamps.
     public var clockOffset: Int64 { clock.clockOffset }
 
@@ -94,7 +98,7 @@ public final class LithiumRelayClient: LithiumRelay, Sendable {
             fields += [("timestamp", String(ts)), ("signature", signature)]
             return try self.http.request("POST", self.baseURL + path,
                                          headers: ["Content-Type": "application/x-www-form-urlencoded"],
-                                         body: Self.formEncode(fields), timeout: self.timeout)
+                                         body: Self.formEncode(fields), timeout: min(self.timeout ?? Self.createTimeout, Self.createTimeout))
         }
         switch response.status {
         case 200:

@@ -46,6 +46,10 @@ struct LithiumCreateStage {
         }
         let fee = job.feeWeiOverride ?? (kind == .sd ? context.config.lithiumSDFeePerImageWei * BigUInt(spec.taskSize)
                                                      : context.config.lithiumGPTFeeWei)
+        guard fee > 0 else {
+            // The Relay would queue a task priced 0 behind every paid one, for ever.
+            return .fail(reason: "the task's fee is 0: set fee_wei above 0 (or leave it unset for the configured fee); nothing was sent", retryFrom: .create)
+        }
         let key = context.wallet.key
         let taskId = LithiumIdentity.taskId(key: key, job: job, attempt: attempt, arguments: arguments)
         let nonce = LithiumIdentity.nonce(key: key, job: job, attempt: attempt, member: 0, arguments: arguments)
@@ -105,7 +109,7 @@ struct LithiumCreateStage {
 
     /// A cancel before the Relay answered a create: ask whether it has the task. It has not: the
     /// job ends and nothing was paid (a request still in flight cannot land later: the Relay takes
-    /// a signature only within 60 s of its timestamp, and our requests give up sooner). It has:
+    /// a signature only within 60 s of its timestamp, and a create gives up after 30 s). It has:
     /// adopt it, and the poll stage cancels it while it is queued, for the refund.
     private func cancelUnsent(_ job: Job, _ task: RelayTaskRecord, _ context: LithiumContext) throws -> StageOutcome {
         switch try context.relay.task(task.commitment) {

@@ -253,7 +253,7 @@ public final class WorkerRuntime: @unchecked Sendable {
         while true {
             do {
                 return try body()
-            } catch where (error is EthereumClientError || (error as? RelayError)?.isTransport == true) && attempt < attempts && !isStopping {
+            } catch where (error is EthereumClientError || error is RelayError) && attempt < attempts && !isStopping {
                 log.info("\(what) failed (\(error)); retrying in 2 s")
                 attempt += 1
                 Thread.sleep(forTimeInterval: 2)

@@ -78,7 +78,7 @@ struct Run: ParsableCommand {
     @Option(help: "Seconds a createTask may stay unmined before its nonce is filled and the job fails without a task.")
     var createDeadline = 900.0
     @Option(help: "Times a task evicted from the full on-chain queue is created again.") var maxRecreations = 3
-    @Option(help: "Seconds a task may wait in the on-chain queue before it is cancelled for its refund.") var queueTimeout = 900.0
+    @Option(help: "Seconds a task may wait in the queue (on chain, or the Lithium Relay's) before it is cancelled for its refund.") var queueTimeout = 900.0
     @Option(help: "Seconds a job waits before it looks again while creating could evict our own queued tasks.")
     var admissionRetry = 3.0
     @Option(help: "Seconds between two rounds of the wallet keeper (re-sends or fills transactions no stage follows).")

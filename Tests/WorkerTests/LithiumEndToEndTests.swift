@@ -234,4 +234,95 @@ struct LithiumEndToEndTests {
             .get(0, as: Int64.self) >= 1)
         try expectMoneyAccountedFor(harness)
     }
+
+    /// The money rule of a point-in-time restore: the database goes back to before the tasks were
+    /// created while a worker runs. The jobs derive the same commitments again, the Relay answers
+    /// "Task already uploaded", the tasks are adopted: the results come back, nothing is paid twice.
+    @Test func aDatabaseRestoredUnderARunningWorkerPaysNoTaskTwice() throws {
+        let harness = try harness()
+        let db = try harness.db()
+        for i in 0..<3 { try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: Self.sdArgs(700 + i))) }
+        try JobStore.submit(db, JobSubmission(kind: "gpt", taskArgs: Self.gptArgs(700)))
+        let versions = try FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")
+        let bin = "/usr/lib/postgresql/\(try #require(versions.sorted { $0.compare($1, options: .numeric) == .orderedAscending }.last))/bin"
+        let backup = FileManager.default.temporaryDirectory.appendingPathComponent("backup-\(UInt32.random(in: 0...UInt32.max)).dump").path
+        defer { try? FileManager.default.removeItem(atPath: backup) }
+        let (dumped, dumpOutput) = try Devnet.runProcess("\(bin)/pg_dump", ["-Fc", "-n", "crynux", "-f", backup, harness.database.url])
+        #expect(dumped == 0, "\(dumpOutput)")
+
+        let worker = try harness.startWorker(name: "steady", extra: ["--poll-interval", "0.3"])
+        defer { worker.signal(SIGKILL); _ = worker.wait(timeout: 10) }
+        let allDone = { try harness.jobs().allSatisfy { $0.status == .succeeded } }
+        #expect(try harness.waitUntil(timeout: 120, allDone), "\(worker.output.suffix(3000))")
+        let paid = try account(harness).charges
+        #expect(paid.count == 4)
+
+        // Back to the backup, under the running worker.
+        let (restored, restoreOutput) = try Devnet.runProcess("\(bin)/pg_restore", ["--clean", "--if-exists", "-n", "crynux", "-d", harness.database.url, backup])
+        #expect(restored == 0, "\(restoreOutput)")
+        #expect(try harness.jobs().allSatisfy { $0.status == .pending && $0.relayCommitment == nil })
+        #expect(try harness.waitUntil(timeout: 120, allDone), "\(worker.output.suffix(3000))")
+        #expect(worker.output.contains("adopted"), "\(worker.output.suffix(2000))")
+        #expect(try account(harness).charges == paid, "a task was paid twice")
+        for job in try harness.jobs() { try expectResultsMatch(harness, job) }
+        try expectMoneyAccountedFor(harness)
+    }
+
+    /// The real way money reaches a Relay Account: jobs wait unpaid while it is empty, and a CNX
+    /// transfer to the Relay's deposit address lets them go on.
+    @Test func aWalletToppedUpByADepositGoesOn() throws {
+        let harness = try harness(balance: 0)
+        let db = try harness.db()
+        let id = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: Self.sdArgs(800)))
+        let worker = try harness.startWorker(name: "topped-up", extra: ["--exit-when-idle", "--funds-retry", "1"])
+        #expect(try harness.waitUntil(timeout: 60) { try JobStore.job(db, id: id)?.lastError?.contains("nothing was charged") == true },
+                "\(worker.output)")
+        let deposit = try #require(devnet.depositAddress.flatMap { Address(hex: $0) })
+        let token = try #require(devnet.tokenContract.flatMap { Address(hex: $0) })
+        try devnet.admin("POST", "/admin/cnx", ["address": harness.key.address.checksummed, "balance": String(10 * Self.cnx)])
+        let transfer = try ABI.encodeCall("transfer(address,uint256)", [.address(deposit), .uint(10 * Self.cnx)])
+        let tx = LegacyTransaction(nonce: try harness.rpc.getTransactionCount(harness.key.address), gasPrice: try harness.rpc.gasPrice(),
+                                   gasLimit: 100_000, to: token, data: transfer, chainId: devnet.chainId)
+        _ = try harness.rpc.sendRawTransaction(try tx.signed(with: harness.key).raw)
+        #expect(worker.wait(timeout: 120) == 0, "\(worker.output.suffix(3000))")
+        #expect(try JobStore.job(db, id: id)?.status == .succeeded)
+        try expectMoneyAccountedFor(harness, start: 10 * Self.cnx)
+    }
+
+    @Test func anOperatorCancelOfAQueuedTaskGetsItsFeeBack() throws {
+        let harness = try harness()
+        let db = try harness.db()
+        let id = try JobStore.submit(db, JobSubmission(kind: "gpt", taskArgs: Self.gptArgs(900), vramLimit: 80))
+        let worker = try harness.startWorker(name: "cancelled", extra: ["--exit-when-idle"])
+        #expect(try harness.waitUntil(timeout: 60) { try JobStore.job(db, id: id)?.stage == .poll }, "\(worker.output)")
+        #expect(try JobStore.cancel(db, id: id) == .requested)
+        #expect(worker.wait(timeout: 60) == 0, "\(worker.output.suffix(3000))")
+        #expect(try JobStore.job(db, id: id)?.status == .cancelled)
+        let (balance, charges, refunds) = try account(harness)
+        #expect(balance == Self.start && charges.count == 1 && refunds == charges)
+        try expectMoneyAccountedFor(harness)
+    }
+
+    /// Relay faults that cannot be scoped to one wallet (500s before anything is done, answers
+    /// that come late), with a worker killed in the middle: nothing is paid twice, nothing stuck.
+    @Test func relayFaultsAndAKillLeaveEveryJobWithOnePaidTask() throws {
+        try SharedNetworkKnobs.exclusively {
+            let harness = try harness()
+            let db = try harness.db()
+            for i in 0..<4 { try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: Self.sdArgs(1000 + i, images: 2))) }
+            for i in 0..<2 { try JobStore.submit(db, JobSubmission(kind: "gpt", taskArgs: Self.gptArgs(1000 + i))) }
+            let doomed = try harness.startWorker(name: "doomed", extra: ["--lease-seconds", "3", "--retry-max", "1"])
+            #expect(doomed.waitForOutput(containing: "started:", timeout: 60), "\(doomed.output)")
+            try devnet.configure(["relay_http500_rate": 0.3, "relay_stall_rate": 0.3, "relay_stall_ms": 1500])
+            defer { _ = try? devnet.configure(["relay_http500_rate": 0, "relay_stall_rate": 0]) }
+            #expect(try harness.waitUntil(timeout: 60) { try account(harness).charges.count >= 2 }, "\(doomed.output.suffix(2000))")
+            doomed.signal(SIGKILL)
+            _ = doomed.wait(timeout: 10)
+            let logs = try harness.runWorkersUntilIdle(count: 2, timeout: 300, extra: ["--retry-max", "1", "--lease-seconds", "5"])
+            let jobs = try harness.jobs()
+            #expect(jobs.allSatisfy { $0.status == .succeeded }, "\(jobs.map { "\($0.id) \($0.status) \($0.lastError ?? "")" })\n\(logs.suffix(3000))")
+            #expect(try tasksPerJob(db).values.allSatisfy { $0 == 1 || $0 == 3 })
+            try expectMoneyAccountedFor(harness)
+        }
+    }
 }
