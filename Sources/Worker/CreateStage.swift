@@ -28,15 +28,10 @@ struct CreateStage {
         if job.cancelRequested {
             return .cancel(note: "cancelled before any transaction was signed")
         }
-        guard let kind = TaskKind(rawValue: job.kind) else {
-            return .fail(reason: "unknown job kind \(job.kind)", retryFrom: .create)
-        }
-        guard let arguments = job.taskArgs else {
-            if let size = job.taskArgsBytes, size > JobStore.claimedArgumentsLimit {
-                return .fail(reason: "invalid task arguments: task_args: must fit in the Relay's 32 MiB request limit (got \(size) bytes)",
-                             retryFrom: .create)
-            }
-            throw WorkerError("job \(job.id) was claimed for create without its arguments")
+        let kind: TaskKind, arguments: String
+        switch try job.createInput() {
+        case .ready(let k, let a): (kind, arguments) = (k, a)
+        case .refused(let outcome): return outcome
         }
         let task: ValidatedTask
         do {
@@ -397,4 +392,27 @@ func cnx(_ wei: BigUInt) -> String {
     fraction = String(repeating: "0", count: 18 - fraction.count) + fraction
     while fraction.hasSuffix("0") { fraction.removeLast() }
     return "\(whole).\(fraction) CNX"
+}
+
+/// What a create stage starts from: the job's kind and its exact arguments, or the outcome that
+/// fails it (an unknown kind, arguments over the Relay's request limit, which claims leave behind).
+enum CreateInput {
+    case ready(TaskKind, String)
+    case refused(StageOutcome)
+}
+
+extension Job {
+    func createInput() throws -> CreateInput {
+        guard let kind = TaskKind(rawValue: self.kind) else {
+            return .refused(.fail(reason: "unknown job kind \(self.kind)", retryFrom: .create))
+        }
+        guard let arguments = taskArgs else {
+            if let size = taskArgsBytes, size > JobStore.claimedArgumentsLimit {
+                return .refused(.fail(reason: "invalid task arguments: task_args: must fit in the Relay's 32 MiB request limit (got \(size) bytes)",
+                                      retryFrom: .create))
+            }
+            throw WorkerError("job \(id) was claimed for create without its arguments")
+        }
+        return .ready(kind, arguments)
+    }
 }

@@ -28,15 +28,10 @@ struct LithiumCreateStage {
     // MARK: before anything is sent
 
     private func prepare(_ job: Job, attempt: Int, _ context: LithiumContext) throws -> StageOutcome {
-        guard let kind = TaskKind(rawValue: job.kind) else {
-            return .fail(reason: "unknown job kind \(job.kind)", retryFrom: .create)
-        }
-        guard let arguments = job.taskArgs else {
-            if let size = job.taskArgsBytes, size > JobStore.claimedArgumentsLimit {
-                return .fail(reason: "invalid task arguments: task_args: must fit in the Relay's 32 MiB request limit (got \(size) bytes)",
-                             retryFrom: .create)
-            }
-            throw WorkerError("job \(job.id) was claimed for create without its arguments")
+        let kind: TaskKind, arguments: String
+        switch try job.createInput() {
+        case .ready(let k, let a): (kind, arguments) = (k, a)
+        case .refused(let outcome): return outcome
         }
         let spec: LithiumTaskSpec
         do {
