@@ -5,7 +5,7 @@ import JobQueue
 /// `/healthz`: the process answers, the database answers with this build's schema, and the node
 /// serves the expected chain. 200 when all hold, 503 otherwise, with a JSON body saying which.
 enum Health {
-    static func check(database: DatabaseLane, chain: @escaping MonitorServer.ChainCheck) async -> (healthy: Bool, body: String) {
+    static func check(database: DatabaseLane, chain: @escaping MonitorServer.ChainCheck, networkName: String = "chain") async -> (healthy: Bool, body: String) {
         var body: [String: Any] = [:]
         var healthy = true
         do {
@@ -33,10 +33,10 @@ enum Health {
             body["relay_time"] = time
         case .success(nil):
             healthy = false
-            body["chain"] = "not connected yet"
+            body[networkName] = "not connected yet"
         case .failure(let error):
             healthy = false
-            body["chain"] = "\(error)"
+            body[networkName] = "\(error)"
         }
         body["status"] = healthy ? "ok" : "unhealthy"
         let data = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data("{}".utf8)

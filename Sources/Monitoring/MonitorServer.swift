@@ -21,8 +21,12 @@ public final class MonitorServer: @unchecked Sendable {
         public var explorerTxURL: String?
         /// Seconds between two samples of the database gauges.
         public var sampleInterval: Double
+        /// What /healthz calls the network when it cannot read it: "chain", or "relay" (Lithium).
+        public var networkName: String
 
-        public init(address: String = "127.0.0.1", port: UInt16, explorerTxURL: String? = nil, sampleInterval: Double = 15) {
+        public init(address: String = "127.0.0.1", port: UInt16, explorerTxURL: String? = nil, sampleInterval: Double = 15,
+                    networkName: String = "chain") {
+            self.networkName = networkName
             self.address = address
             self.port = port
             self.explorerTxURL = explorerTxURL
@@ -71,7 +75,7 @@ public final class MonitorServer: @unchecked Sendable {
         }
         var routes = RoutedHTTPHandler()
         let pages = Pages(explorerTxURL: options.explorerTxURL)
-        let database = database, registry = registry, chainCheck = chainCheck, finished = finished
+        let database = database, registry = registry, chainCheck = chainCheck, finished = finished, networkName = options.networkName
         routes.appendRoute("GET /metrics") { _ in
             served("/metrics")
             return HTTPResponse(statusCode: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
@@ -79,7 +83,7 @@ public final class MonitorServer: @unchecked Sendable {
         }
         routes.appendRoute("GET /healthz") { _ in
             served("/healthz")
-            let (healthy, body) = await Health.check(database: database, chain: chainCheck)
+            let (healthy, body) = await Health.check(database: database, chain: chainCheck, networkName: networkName)
             return HTTPResponse(statusCode: healthy ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
                                 body: Data(body.utf8))
         }

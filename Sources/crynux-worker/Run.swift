@@ -297,7 +297,8 @@ struct Run: ParsableCommand {
         var monitor: MonitorServer?
         if let port = try metricsPort ?? env["CRYNUX_METRICS_PORT"].map(Self.port) {
             let options = MonitorServer.Options(address: metricsAddress ?? env["CRYNUX_METRICS_ADDRESS"] ?? "127.0.0.1", port: port,
-                                                explorerTxURL: explorerTxUrl, sampleInterval: max(metricsSampleInterval, 0.1))
+                                                explorerTxURL: explorerTxUrl, sampleInterval: max(metricsSampleInterval, 0.1),
+                                                networkName: chosen == .lithium ? "relay" : "chain")
             let server = MonitorServer(options: options, connect: { [config] in try config.connectDatabase() },
                                        chainCheck: { [runtime] in
                                            if let relay = runtime.connectedRelay { return .relay(time: try relay.serverTime()) }
