@@ -64,7 +64,7 @@ struct LithiumValidateStage {
                 change.charged = member.taskFee
                 facts.relayTaskChanges.append(change)
             case .insufficientBalance:
-                facts.relayTaskChanges.removeAll()
+                // A member created a moment ago keeps its record: sent again, it would be counted twice.
                 return .wait(after: context.config.fundsRetry, facts: facts, failedTry: true,
                              error: "\(CreateStage.waitingForFunds): the Relay Account of \(context.wallet.address.checksummed) cannot pay the validation group's task \(member.commitment.hex) (\(cnx(member.taskFee))); the group waits, within the Relay's validation timeout")
             case .rejected(let words):

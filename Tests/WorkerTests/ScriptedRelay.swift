@@ -55,7 +55,6 @@ final class ScriptedRelay: LithiumRelay, @unchecked Sendable {
         return try body(&state)
     }
 
-    var charged: BigUInt { read { $0.tasks.values.reduce(BigUInt(0)) { $0 + $1.taskFee } } }
     var funds: BigUInt { read { $0.balance } }
     func calls(_ name: String) -> Int { read { $0.calls[name] ?? 0 } }
     func task(hex commitment: [UInt8]) -> LithiumTask? { read { $0.tasks[commitment] } }
