@@ -21,6 +21,14 @@ public enum LithiumStatus: UInt8, Sendable, CaseIterable {
     /// The Relay waits for the creator's validation (docs/task_timeout.md: ScoreReady, ErrorReported).
     public var awaitsValidation: Bool { self == .scoreReady || self == .errorReported }
 
+    /// Reached only after the creator's validation (an abort is not: it may come before).
+    public var followsValidation: Bool {
+        switch self {
+        case .validated, .groupValidated, .endInvalidated, .endSuccess, .endGroupRefund, .endGroupSuccess: true
+        default: false
+        }
+    }
+
     /// The results may be downloaded (get_result.go).
     public var hasResults: Bool { self == .endSuccess || self == .endGroupSuccess }
 

@@ -25,20 +25,18 @@ public final class LithiumRelayClient: LithiumRelay, Sendable {
     private let timeout: Double?
     /// Keeps the Relay clock offset (`GET /v1/now`, re-measured when stale or after "Invalid signature").
     private let clock: RelayClient
-    /// Seconds between the starts of two requests of this client; 0 = no spacing.
-    private let minRequestInterval: Double
-    /// Monotonic time (s) before which the next request may not start.
-    private let nextSlot = Mutex<Double>(0)
+    /// Spaces the starts of requests; one pacer shared by every wallet's client makes the rate the process's.
+    private let pacer: RequestPacer
 
     public init(baseURL: String, key: PrivateKey, http: HTTPClient, timeout: Double? = nil, localClock: Bool = false,
-                minRequestInterval: Double = 0, clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+                pacer: RequestPacer = RequestPacer(requestsPerSecond: 0), clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
         self.baseURL = base
         self.key = key
         self.http = http
         self.timeout = timeout
-        self.minRequestInterval = max(0, minRequestInterval.isFinite ? minRequestInterval : 0)
+        self.pacer = pacer
         self.clock = RelayClient(baseURL: base, key: key, http: http, timeout: timeout, localClock: localClock, clock: clock)
     }
 
@@ -495,7 +493,7 @@ public final class LithiumRelayClient: LithiumRelay, Sendable {
             } catch {
                 throw RelayError("signing the Relay request failed: \(error)")
             }
-            waitForSlot()
+            pacer.waitForSlot()
             do {
                 response = try build(ts, signature)
             } catch {
@@ -507,18 +505,6 @@ public final class LithiumRelayClient: LithiumRelay, Sendable {
             resynced = true
         } while true
         return response
-    }
-
-    /// The per-client rate limit: each request takes the next free slot, `minRequestInterval` apart.
-    private func waitForSlot() {
-        guard minRequestInterval > 0 else { return }
-        let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
-        let wait = nextSlot.withLock { next -> Double in
-            let start = Swift.max(now, next)
-            next = start + minRequestInterval
-            return start - now
-        }
-        if wait > 0 { Thread.sleep(forTimeInterval: wait) }
     }
 
     /// crynux_relay_requests_total / crynux_relay_errors_total by endpoint (`lithium_<route>`) and kind.
@@ -536,5 +522,30 @@ public final class LithiumRelayClient: LithiumRelay, Sendable {
                 .increment()
             throw error
         }
+    }
+}
+
+/// A request rate limit: each request takes the next free slot, 1/rate seconds after the previous
+/// one. Shared by the clients of one process, so `--relay-request-rate` bounds the process, whatever
+/// the number of wallets.
+public final class RequestPacer: Sendable {
+    /// Seconds between the starts of two requests; 0 = no spacing.
+    private let interval: Double
+    /// Monotonic time (s) before which the next request may not start.
+    private let nextSlot = Mutex<Double>(0)
+
+    public init(requestsPerSecond rate: Double) {
+        interval = rate > 0 && rate.isFinite ? 1 / rate : 0
+    }
+
+    public func waitForSlot() {
+        guard interval > 0 else { return }
+        let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+        let wait = nextSlot.withLock { next -> Double in
+            let start = Swift.max(now, next)
+            next = start + interval
+            return start - now
+        }
+        if wait > 0 { Thread.sleep(forTimeInterval: wait) }
     }
 }

@@ -100,6 +100,10 @@ extension RelayTaskRecord {
 }
 
 extension LithiumTask {
+    /// The abort reason a failed job records: the Relay's reason of an EndAborted task, else the
+    /// ending itself (EndInvalidated, EndGroupRefund).
+    var outcomeName: String { status == .endAborted ? abortReason.name : status.name }
+
     /// "EndAborted (Timeout), refunded" and the like, for notes and failure reasons.
     var ending: String {
         guard status == .endAborted else { return status.name }

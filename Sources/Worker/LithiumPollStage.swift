@@ -60,6 +60,8 @@ struct LithiumPollStage {
                 return .wait(after: pace(since: alive.task.validatedTime ?? alive.task.startTime, context), facts: facts)
             }
             let endings = seen.map { "Relay task \($0.record.commitment.hex) ended \($0.task.ending)" }.joined(separator: "; ")
+            facts.stamps = [.taskFinished]
+            facts.abortReason = task.outcomeName  // job_history's outcome: "aborted: Timeout", …
             return .fail(reason: endings, retryFrom: .create, facts: facts)
         }
     }
@@ -82,6 +84,8 @@ struct LithiumPollStage {
             sent.ended = true
             sent.refunded = current.taskFee
             facts.relayTaskChanges.append(sent)
+            facts.stamps = [.taskFinished]
+            facts.abortReason = LithiumAbortReason.creatorCancelled.name
             let note = "\(why): Relay task \(current.commitment.hex) cancelled while queued, fee refunded"
             return job.cancelRequested ? .cancel(note: note, facts: facts) : .fail(reason: note, retryFrom: .create, facts: facts)
         case .tooLate:

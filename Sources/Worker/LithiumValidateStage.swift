@@ -52,6 +52,20 @@ struct LithiumValidateStage {
         }
         let all = [first] + members
         var facts = JobFacts()
+        if members.contains(where: { $0.createdAt == nil }) {
+            // A group whose first task has expired meanwhile (its members waited for funds past
+            // the Relay's validation timeout) can no longer be validated: members created now
+            // would be two fees for nothing.
+            if case .found(let task) = try context.relay.task(first.commitment), !task.status.awaitsValidation {
+                facts.relayTaskChanges = [first.change(from: task)]
+                if task.status == .endAborted {
+                    facts.stamps = [.taskFinished]
+                    facts.abortReason = task.outcomeName
+                    return .fail(reason: "Relay task \(first.commitment.hex) ended \(task.ending) before its validation group could be created; "
+                                    + "the group's two more tasks were never sent", retryFrom: .create, facts: facts)
+                }
+            }
+        }
         // Created before anything is judged: the Relay validates only three tasks it knows.
         for member in members where member.createdAt == nil {
             guard let arguments = job.taskArgs else { throw WorkerError("job \(job.id) was claimed for validate without its arguments") }
@@ -87,8 +101,21 @@ struct LithiumValidateStage {
         if seen.contains(where: { $0.task.status == .endAborted && $0.task.abortReason == .creatorValidationTimeout }) {
             // The Relay refuses this group for good; its queued members would only cost a fee.
             try cancelQueued(seen, &facts, context)
+            facts.stamps = [.taskFinished]
+            facts.abortReason = LithiumAbortReason.creatorValidationTimeout.name
             return .fail(reason: "the validation group of Relay task \(first.commitment.hex) expired (a member reached the Relay's validation timeout): "
                             + seen.map { "\($0.record.commitment.hex) \($0.task.ending)" }.joined(separator: "; "), retryFrom: .create, facts: facts)
+        }
+        if seen.contains(where: { $0.task.status.followsValidation }) {
+            // Our group validation went through and its answer was lost (a worker killed after
+            // sending it): the Relay has moved the group on.
+            for record in all {
+                var change = RelayTaskChange(commitment: record.commitment)
+                change.validated = true
+                facts.relayTaskChanges.append(change)
+            }
+            return .advance(to: .poll, facts: facts, note: "the Relay had our group validation already: "
+                                + seen.map { "\($0.record.commitment.hex) \($0.task.status.name)" }.joined(separator: ", "))
         }
         let ready = seen.allSatisfy { $0.task.status.awaitsValidation || $0.task.status == .endAborted }
         if ready {

@@ -67,10 +67,11 @@ public final class WorkerRuntime: @unchecked Sendable {
             // No chain: every task is a signed request to the Relay, paid from the Relay Account.
             wallets = config.keys.map { Wallet(key: $0, chainId: 0) }
             let http = HTTPClient(options: HTTPOptions(connectTimeout: 5, totalTimeout: 60, caFile: config.caFile))
+            // One connection pool and one request rate for the process, whatever the number of wallets.
+            let pacer = RequestPacer(requestsPerSecond: config.relayRequestRate)
             var relays: [Address: LithiumRelayClient] = [:]
             for wallet in wallets {
-                relays[wallet.address] = LithiumRelayClient(baseURL: config.relayURL, key: wallet.key, http: http,
-                                                            minRequestInterval: config.relayRequestRate > 0 ? 1 / config.relayRequestRate : 0)
+                relays[wallet.address] = LithiumRelayClient(baseURL: config.relayURL, key: wallet.key, http: http, pacer: pacer)
             }
             let time = try retryingTransient("asking the Relay at \(redactedURL(config.relayURL)) for its time") {
                 try relays[wallets[0].address]!.serverTime()

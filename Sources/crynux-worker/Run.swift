@@ -47,7 +47,7 @@ struct Run: ParsableCommand {
     @Option(help: "Lithium: the Relay's creator-validation timeout in seconds (600 on the live network): a validation group not complete this long minus --validation-margin after its task became ready is validated as it stands.")
     var validationTimeout = 600.0
     @Option(help: "Lithium: seconds before the Relay's validation timeout when an incomplete validation group stops waiting.") var validationMargin = 120.0
-    @Option(help: "Lithium: most requests per second to the Relay per wallet (0: no limit).") var relayRequestRate = 0.0
+    @Option(help: "Lithium: most requests per second to the Relay from this process, all wallets together (0: no limit).") var relayRequestRate = 0.0
     @Option(help: ArgumentHelp("File holding a wallet's private key (hex), or a folder of such files; repeat for several wallets [CRYNUX_PRIVATE_KEY_FILE].",
                                valueName: "path"))
     var privateKeyFile: [String] = []

@@ -325,4 +325,66 @@ struct LithiumEndToEndTests {
             try expectMoneyAccountedFor(harness)
         }
     }
+
+    /// kill -9 at the precise points where a request and its record part: the Relay holds the
+    /// wallet's request there (`relay_hold`) until the test has killed the worker.
+    /// - create:before: the task stored, its create never done (the Relay dropped it undone);
+    /// - create:after: created and charged at the Relay, the answer never recorded;
+    /// - validate:before / validate:after: mid-validation, the proof stored (a group of three
+    ///   formed for validate:after), the validation not done / done but not recorded.
+    /// A second worker finishes the job: one paid task (or its group), the same commitment.
+    @Test(arguments: ["create:before", "create:after", "validate:before", "validate:after"])
+    func aWorkerKilledAtAPrecisePointFinishesWithoutASecondPayment(point: String) throws {
+        let harness = try harness()
+        let group = point == "validate:after"
+        try devnet.admin("POST", "/admin/lithium/creator_keys", ["private_keys": [harness.key.hexForTests]])
+        try devnet.configure(["vrf_select_share": group ? 1 : 1e-9])  // chosen seeds: selected or not
+        defer { _ = try? devnet.configure(["vrf_select_share": 0]) }
+        try faults(harness, ["relay_hold": point])
+        defer { restore(["relay_hold": ""]) }
+        let db = try harness.db()
+        let id = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: Self.sdArgs(1100 + point.count, images: 2)))
+        let held = { () throws -> Int in
+            let stats = try #require(try devnet.admin("GET", "/admin/stats") as? [String: Any])
+            return ((stats["relay"] as? [String: Any])?["held"] as? NSNumber)?.intValue ?? -1
+        }
+        let doomed = try harness.startWorker(name: "doomed", extra: ["--lease-seconds", "3"])
+        #expect(try harness.waitUntil(timeout: 90) { try held() >= 1 }, "no request was held at \(point):\n\(doomed.output.suffix(3000))")
+        doomed.signal(SIGKILL)
+        _ = doomed.wait(timeout: 10)
+
+        // The state at the kill point, as the rows and the Relay tell it.
+        let stored = try db.query("SELECT commitment, created_at IS NOT NULL AS created, vrf_proof IS NOT NULL AS proof, validated_at IS NOT NULL AS validated "
+                                  + "FROM crynux.relay_tasks WHERE job_id = $1 AND member = 0", [id])
+        #expect(stored.count == 1, "the task is stored before its create is sent")
+        let commitment = try stored[0].get("commitment", as: String.self)
+        let relayTask = try? devnet.admin("GET", "/admin/lithium/tasks/\(commitment)")
+        switch point {
+        case "create:before":
+            #expect(try !stored[0].get("created", as: Bool.self))
+            #expect(try harness.waitUntil(timeout: 10) { try held() == 0 }, "the Relay did not see the worker hang up")
+            let after = try? devnet.admin("GET", "/admin/lithium/tasks/\(commitment)")
+            #expect(after == nil, "the held create was done")
+            #expect(try account(harness).charges.isEmpty)
+        case "create:after":
+            #expect(try !stored[0].get("created", as: Bool.self), "the answer was held: nothing to record yet")
+            let charges = try account(harness).charges
+            #expect(relayTask != nil && charges.count == 1)
+        default:
+            #expect(try stored[0].get("proof", as: Bool.self) && !stored[0].get("validated", as: Bool.self),
+                    "the proof is stored before the validation is sent")
+        }
+        #expect(try harness.waitUntil(timeout: 10) { try held() == 0 }, "the Relay did not see the worker hang up")
+        restore(["relay_hold": ""])
+
+        let logs = try harness.runWorkersUntilIdle(timeout: 300)
+        let job = try #require(try JobStore.job(db, id: id))
+        #expect(job.status == .succeeded, "\(job.status) \(job.lastError ?? "")\n\(logs.suffix(3000))")
+        try expectResultsMatch(harness, job)
+        let perJob = try tasksPerJob(db)
+        #expect(perJob[id] == (group ? 3 : 1), "\(perJob)")
+        let sent = try db.query("SELECT commitment FROM crynux.relay_tasks WHERE job_id = $1 AND member = 0", [id]).map { try $0.get(0, as: String.self) }
+        #expect(sent == [commitment], "the second worker sent the stored task, not a new one")
+        try expectMoneyAccountedFor(harness, point)
+    }
 }

@@ -68,6 +68,10 @@ struct LithiumStageTests {
         // The history view sums what the Relay Account paid for the job.
         let history = try h.db.query("SELECT fee_wei::text AS fee, relay_tasks FROM crynux.job_history WHERE job_id = $1", [id])[0]
         #expect(try history.get("fee", as: String.self) == (4 * Self.cnx).description)
+        let timing = try h.db.query("SELECT outcome, create_duration >= interval '0' AS c, upload_duration = interval '0' AS u, "
+                                    + "fetch_duration IS NOT NULL AS f FROM crynux.job_history WHERE job_id = $1", [id])[0]
+        #expect(try timing.get("outcome", as: String.self) == "succeeded")
+        #expect(try timing.get("c", as: Bool.self) && timing.get("u", as: Bool.self) && timing.get("f", as: Bool.self))
     }
 
     @Test func aLostCreateAnswerIsAdoptedNotPaidAgain() throws {
@@ -211,6 +215,12 @@ struct LithiumStageTests {
         #expect(job.status == .failed && job.lastError?.contains(reason.name) == true && job.lastError?.contains(words) == true,
                 "\(job.lastError ?? "")")
         #expect(job.stage == .poll)
+        // The analysts' view names the Relay's reason and the refund it implies.
+        let history = try h.db.query("SELECT outcome, refunded_wei::text AS back, create_duration IS NOT NULL AS c, upload_duration = interval '0' AS u, "
+                                     + "task_duration IS NOT NULL AS t FROM crynux.job_history WHERE job_id = $1", [id])[0]
+        #expect(try history.get("outcome", as: String.self) == "aborted: \(reason.name)")
+        #expect(try history.get("back", as: String.self) == (reason.refunded ? (4 * Self.cnx).description : "0"))
+        #expect(try history.get("c", as: Bool.self) && history.get("u", as: Bool.self) && history.get("t", as: Bool.self))
         // A retry pays for a new task (a new attempt, a new task id).
         #expect(try JobStore.retry(h.db, id: id) == .requeued(from: .create))
         _ = try h.runOnce(id)
@@ -267,6 +277,50 @@ struct LithiumStageTests {
         #expect(job.stage == .fetch && job.relayCommitment == tasks[2].commitment)
         job = try h.runOnce(id)
         #expect(job.status == .succeeded)
+    }
+
+    @Test func aLostGroupValidationAnswerIsRecognisedNotWaitedOnForever() throws {
+        let h = try LithiumHarness()
+        let selecting = try h.seed(selecting: true)
+        h.relay.script { $0.seeds = [selecting] }
+        let id = try h.submit()
+        _ = try h.runOnce(id)
+        h.relay.setAll(.scoreReady)
+        _ = try run(h, id, whileIn: .poll)
+        _ = try h.runOnce(id)  // proof, members stored and created
+        h.relay.setAll(.scoreReady)
+        h.relay.script { $0.loseNextValidateAnswer = true }
+        var job = try h.runOnce(id)
+        #expect(job.stage == .validate && job.lastError?.contains("timed out") == true, "\(h.story(id))")
+        // The Relay moved the group on before the worker looked again.
+        let tasks = try h.tasks(id)
+        h.relay.set(tasks[0].commitment, .endGroupRefund)
+        job = try h.runOnce(id)
+        #expect(job.stage == .poll, "\(h.story(id))")
+        #expect(h.relay.read { $0.validations.count } == 1, "the group was validated once")
+        #expect(try h.tasks(id).allSatisfy { $0.validatedAt != nil })
+    }
+
+    @Test func aGroupThatWaitedForFundsPastTheValidationTimeoutCreatesNoMembers() throws {
+        let h = try LithiumHarness()
+        let selecting = try h.seed(selecting: true)
+        h.relay.script { $0.seeds = [selecting] }
+        let id = try h.submit()
+        _ = try h.runOnce(id)
+        h.relay.setAll(.scoreReady)
+        _ = try run(h, id, whileIn: .poll)
+        h.relay.script { $0.balance = 0 }
+        var job = try h.runOnce(id)  // proof, members stored; their creates are refused for funds
+        #expect(job.stage == .validate && job.lastError?.hasPrefix(CreateStage.waitingForFunds) == true, "\(h.story(id))")
+        // The Relay's validation timeout passes before the account is funded.
+        let first = try h.tasks(id)[0]
+        h.relay.set(first.commitment, .endAborted, abort: .creatorValidationTimeout)
+        h.relay.script { $0.balance = 100 * Self.cnx }
+        job = try h.runOnce(id)
+        #expect(job.status == .failed && job.lastError?.contains("never sent") == true, "\(h.story(id))")
+        #expect(h.relay.taskCount == 1 && h.relay.funds == 100 * Self.cnx, "no member was created or paid")
+        let outcome = try h.db.query("SELECT outcome FROM crynux.job_history WHERE job_id = $1", [id])[0].get(0, as: String.self)
+        #expect(outcome == "aborted: CreatorValidationTimeout")
     }
 
     @Test func aSelectedLLMTaskPinsItsGroupToTheFirstTasksGPU() throws {

@@ -200,7 +200,8 @@ class Devnet:
             return {
                 "uptime_s": round(time.time() - self.started, 1), "block_number": chain.head, "chain": dict(chain.stats),
                 "rpc_calls": self.rpc.calls, "rpc_http_requests": self.rpc.http_requests,
-                "relay": self.relay.stats(), "faults_fired": self.config.fired_snapshot(),
+                "relay": {**self.relay.stats(), "connections": self.servers[1].connections},
+                "faults_fired": self.config.fired_snapshot(),
             }
         return {
             "uptime_s": round(time.time() - self.started, 1),

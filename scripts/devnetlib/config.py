@@ -95,6 +95,10 @@ KNOBS = [
     Knob("vrf_select_share", float, 0, "lithium: 0 = sampling seeds at random (1 % of tasks selected by the VRF); p > 0 = for creators whose keys the devnet knows, seeds chosen so that a share p of their tasks is selected", maximum=1),
     Knob("distance_threshold", int, 5, "lithium: task.distance_threshold: SD group scores agree when every 8-byte block differs in fewer bits"),
     Knob("deposit_confirmations", int, 1, "lithium: a CNX transfer to the deposit address is credited once its block is this many blocks deep (1 = in its own block, as crynux-relay@24ffc26 scans to the latest block)", minimum=1),
+    Knob("relay_hold", str, "", "lithium: holds the scoped creators' requests of one route at one point until the knob changes: "
+         "'create:before' / 'validate:before' after the signature check, before anything is done (a client that hangs up meanwhile "
+         "leaves nothing done, as a request a proxy still held); 'create:after' / 'validate:after' done, the answer held "
+         "(a test kills the client at a precise point)", choices=("", "create:before", "create:after", "validate:before", "validate:after")),
     Knob("relay_drop_answer_rate", float, 0, "lithium: fraction of POST requests executed, then answered by closing the connection (the answer is lost)", maximum=1),
 ]
 

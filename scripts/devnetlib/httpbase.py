@@ -6,6 +6,7 @@ writes, and with Nagle + delayed ACK every reply stalls ~40 ms.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import socket
 import threading
@@ -23,7 +24,15 @@ class Server(ThreadingHTTPServer):
 
     def __init__(self, port: int, handler_class, app):
         self.app = app
+        # Connections accepted so far (next() on a count is atomic under the GIL): clients
+        # that keep connections alive open few.
+        self._accepted = itertools.count()
+        self.connections = 0
         super().__init__(("127.0.0.1", port), handler_class)
+
+    def process_request(self, request, client_address):
+        self.connections = next(self._accepted) + 1
+        super().process_request(request, client_address)
 
     @property
     def url(self) -> str:

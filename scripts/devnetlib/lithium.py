@@ -39,6 +39,8 @@ import logging
 import math
 import re
 import secrets
+import select
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -87,6 +89,10 @@ BASE_VRAM = 8  # config.example.yml task_pricing.base_vram
 
 class InsufficientBalance(Exception):
     pass
+
+
+class ClientGone(Exception):
+    """The client hung up while its request was held (relay_hold): nothing was done."""
 
 
 class Exception500(Exception):
@@ -287,6 +293,7 @@ class LithiumRelay:
         self.fault_creators: set[str] | None = None
         self.nodes: list[SimNode] = []
         self.requests = 0
+        self.held = 0  # requests waiting in relay_hold now
         self.requests_by_kind: dict[str, int] = {}
         self.counts = {"created": 0, "dispatched": 0, "validated": 0, "groups": 0, "deposits": 0}
         self._ids = itertools.count(1)
@@ -668,7 +675,7 @@ class LithiumRelay:
 
     # ------------------------------------------------------------ handlers
 
-    def create_task(self, commitment: str, form: dict):
+    def create_task(self, commitment: str, form: dict, authenticated=None):
         """POST /v1/inference_tasks/{task_id_commitment} (create_task.go)."""
         def one(name):
             return form[name][0] if name in form else None
@@ -709,6 +716,8 @@ class LithiumRelay:
             required_gpu = " ".join(required_gpu.split())  # NormalizeGPUName
         if self.whitelist is not None and address not in self.whitelist:
             raise BindError("address", "Signer not allowed")
+        if authenticated is not None:
+            authenticated(address)  # relay_hold "create:before": may raise ClientGone
         try:
             args = json.loads(task_args, parse_constant=_reject_constant)
         except ValueError as exc:  # json.Unmarshal error: an exception response
@@ -1089,7 +1098,7 @@ class LithiumRelay:
             for t in self.tasks.values():
                 by_status[t.status] = by_status.get(t.status, 0) + 1
             return {
-                "requests": self.requests, "requests_by_kind": dict(self.requests_by_kind), "tasks": len(self.tasks),
+                "requests": self.requests, "requests_by_kind": dict(self.requests_by_kind), "tasks": len(self.tasks), "held": self.held,
                 "by_status": {str(k): v for k, v in sorted(by_status.items())}, **self.counts,
                 "nodes": len(self.nodes), "busy_nodes": sum(1 for n in self.nodes if n.current),
             }
@@ -1128,7 +1137,8 @@ class LithiumHandler(Handler):
                 form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
                 for key, values in query.items():  # gin's c.Request.Form: body first, then the URL's
                     form.setdefault(key, []).extend(values)
-                route, action = "create", lambda: relay.create_task(m.group(1), form)
+                route, action = "create", lambda: relay.create_task(
+                    m.group(1), form, authenticated=lambda address: self._hold("create:before", address))
         elif method == "GET" and (m := _ROUTE_BALANCE.fullmatch(path)):
             route, action = "balance", lambda: relay.balance(m.group(1), query, self.headers)
         if action is None:
@@ -1136,11 +1146,21 @@ class LithiumHandler(Handler):
             return
         with relay.lock:
             relay.requests += 1
+        named = m.group(1) if route in ("create", "abort_reason") else None
+        if route == "validate":
+            try:
+                self._hold("validate:before", relay.request_creator(route, None, body))
+            except ClientGone:
+                self.close_connection = True
+                return
         if relay.config.roll("relay_http500_rate", "relay_http500"):
             self.send(500, b'{"message":"devnet: injected relay fault"}', "application/json; charset=utf-8")
             return
         try:
             result = action()
+        except ClientGone:
+            self.close_connection = True
+            return
         except BindError as exc:
             result = (400, json.dumps({"message": "validation_error", "data": {"field_name": exc.field_name, "message": exc.message}},
                                       separators=(",", ":"), ensure_ascii=False).encode())
@@ -1155,7 +1175,12 @@ class LithiumHandler(Handler):
         key = f"{route} {status}"
         with relay.lock:
             relay.requests_by_kind[key] = relay.requests_by_kind.get(key, 0) + 1
-        named = m.group(1) if route in ("create", "abort_reason") else None
+        if route in ("create", "validate"):
+            try:
+                self._hold(f"{route}:after", relay.request_creator(route, named, body))
+            except ClientGone:
+                self.close_connection = True
+                return
         if method == "POST" and relay.faults_apply(relay.request_creator(route, named, body)) \
                 and relay.config.roll("relay_drop_answer_rate", "relay_drop_answer"):
             self.close_connection = True  # done, but the answer never reaches the client
@@ -1172,6 +1197,29 @@ class LithiumHandler(Handler):
             self.close_connection = True
             headers = dict(headers or {}, Connection="close")
         self.send(status, payload, content_type, headers)
+
+    def _hold(self, point: str, creator: str | None) -> None:
+        """relay_hold: waits while the knob names `point` for a scoped creator; raises
+        ClientGone if the client hangs up meanwhile."""
+        relay: LithiumRelay = self.server.app
+        if relay.config["relay_hold"] != point or creator is None or not relay.faults_apply(creator):
+            return
+        with relay.lock:
+            relay.held += 1
+        try:
+            while relay.config["relay_hold"] == point:
+                readable, _, _ = select.select([self.connection], [], [], 0.05)
+                if not readable:
+                    continue
+                try:
+                    if not self.connection.recv(1, socket.MSG_PEEK):
+                        raise ClientGone()
+                except OSError:
+                    raise ClientGone() from None
+                time.sleep(0.05)  # bytes of a next request: not a hang-up
+        finally:
+            with relay.lock:
+                relay.held -= 1
 
     def do_GET(self):
         self._route("GET")
