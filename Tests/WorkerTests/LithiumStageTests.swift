@@ -279,14 +279,20 @@ struct LithiumStageTests {
         #expect(job.status == .succeeded)
     }
 
-    @Test func aLostGroupValidationAnswerIsRecognisedNotWaitedOnForever() throws {
-        let h = try LithiumHarness()
+    /// An SD job whose task the VRF selects, run until its task is ScoreReady and the job in validate.
+    private func selectedSDJobAtValidate(_ h: LithiumHarness) throws -> Int64 {
         let selecting = try h.seed(selecting: true)
         h.relay.script { $0.seeds = [selecting] }
         let id = try h.submit()
         _ = try h.runOnce(id)
         h.relay.setAll(.scoreReady)
         _ = try run(h, id, whileIn: .poll)
+        return id
+    }
+
+    @Test func aLostGroupValidationAnswerIsRecognisedNotWaitedOnForever() throws {
+        let h = try LithiumHarness()
+        let id = try selectedSDJobAtValidate(h)
         _ = try h.runOnce(id)  // proof, members stored and created
         h.relay.setAll(.scoreReady)
         h.relay.script { $0.loseNextValidateAnswer = true }
@@ -303,12 +309,7 @@ struct LithiumStageTests {
 
     @Test func aGroupThatWaitedForFundsPastTheValidationTimeoutCreatesNoMembers() throws {
         let h = try LithiumHarness()
-        let selecting = try h.seed(selecting: true)
-        h.relay.script { $0.seeds = [selecting] }
-        let id = try h.submit()
-        _ = try h.runOnce(id)
-        h.relay.setAll(.scoreReady)
-        _ = try run(h, id, whileIn: .poll)
+        let id = try selectedSDJobAtValidate(h)
         h.relay.script { $0.balance = 0 }
         var job = try h.runOnce(id)  // proof, members stored; their creates are refused for funds
         #expect(job.stage == .validate && job.lastError?.hasPrefix(CreateStage.waitingForFunds) == true, "\(h.story(id))")
@@ -342,12 +343,7 @@ struct LithiumStageTests {
 
     @Test func aGroupMemberThatAbortsHasItsQueuedSiblingCancelled() throws {
         let h = try LithiumHarness()
-        let selecting = try h.seed(selecting: true)
-        h.relay.script { $0.seeds = [selecting] }
-        let id = try h.submit()
-        _ = try h.runOnce(id)
-        h.relay.setAll(.scoreReady)
-        _ = try run(h, id, whileIn: .poll)
+        let id = try selectedSDJobAtValidate(h)
         _ = try h.runOnce(id)
         let tasks = try h.tasks(id)
         #expect(tasks.count == 3)
