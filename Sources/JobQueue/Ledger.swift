@@ -112,7 +112,9 @@ extension JobStore {
 
     /// A wallet's transactions that no stage follows any more and that may still be unmined, from
     /// `nonce` on: anything not a createTask of a job still in create, nor a cancelTask of a job
-    /// still polling. The wallet keeper sees them mined or fills their nonce.
+    /// still polling. The wallet keeper sees them mined or fills their nonce. (A job waiting for its
+    /// approval has no tx_nonce: with `=` the fill of the approval's nonce compared as NULL and was
+    /// never followed again.)
     public static func unfollowedTransactions(_ db: PostgresConnection, wallet: Address, fromNonce nonce: UInt64) throws -> [StoredTransaction] {
         try db.query("""
             SELECT t.* FROM crynux.job_transactions t LEFT JOIN crynux.jobs j ON j.id = t.job_id
@@ -120,7 +122,7 @@ extension JobStore {
               AND NOT EXISTS (SELECT 1 FROM crynux.job_transactions m
                               WHERE m.wallet_address = t.wallet_address AND m.nonce = t.nonce AND m.mined_block IS NOT NULL)
               AND (j.id IS NULL OR j.status <> 'pending'
-                   OR NOT ((t.purpose IN ('create_task', 'fill_nonce') AND j.stage = 'create' AND j.tx_nonce = t.nonce)
+                   OR NOT ((t.purpose IN ('create_task', 'fill_nonce') AND j.stage = 'create' AND j.tx_nonce IS NOT DISTINCT FROM t.nonce)
                            OR (t.purpose = 'cancel_task' AND j.stage = 'poll')))
             ORDER BY t.nonce, t.signed_at
             """, [wallet.bytes.hex, try int64(nonce, "nonce")]).map { try StoredTransaction(row: $0) }

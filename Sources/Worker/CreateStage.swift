@@ -213,7 +213,7 @@ struct CreateStage {
                 return .wait(after: context.config.backoff(attempt: job.stageAttempts), failedTry: true,
                              error: "the wallet cannot even pay for the transfer that fills nonce \(tx.nonce): \(message)")
             }
-            return .sign(try context.fill(replacing: tx), note: "node refused approve for good (\(message)): nonce \(tx.nonce) is filled instead")
+            return .sign(try NonceFollower(context: context).fill([tx]), note: "node refused approve for good (\(message)): nonce \(tx.nonce) is filled instead")
         case .rejected(let message):
             // Stored, so the wallet keeper sends it again.
             return .wait(after: context.config.backoff(attempt: job.stageAttempts), failedTry: true, error: "node refused approve: \(message)")
@@ -257,34 +257,21 @@ struct CreateStage {
             // Stored a moment ago: send it now.
             toSend = signed
         } else {
-            if let (tx, receipt) = try context.minedReceipt(of: txs) {
-                return try mined(job, tx, receipt, context)
-            }
-            if latest.purpose == .createTask {
-                if job.cancelRequested {
-                    return .sign(try context.fill(replacing: latest),
-                                 note: "cancel requested before createTask was mined: nonce \(latest.nonce) is filled instead")
-                }
-                if context.seconds(since: job.stageEnteredAt) > config.createDeadline {
-                    return .sign(try context.fill(replacing: latest),
-                                 note: "createTask not mined within \(Int(config.createDeadline)) s: nonce \(latest.nonce) is filled instead")
-                }
-            }
-            guard context.seconds(since: latest.lastSentAt) >= config.rebroadcastAfter else {
-                return .wait(after: 1)
-            }
+            // The deadline counts from the first signature: time spent waiting for room, funds or
+            // nodes before it must not leave a fresh createTask a second to live.
             let creates = txs.filter { $0.purpose == .createTask }
-            let sinceFirst = context.seconds(since: txs.first?.signedAt ?? context.now)
-            if latest.purpose == .createTask, latest.lastSentAt != nil, sinceFirst >= config.replaceAfter * Double(creates.count),
-               let first = creates.first,
-               let prices = try context.replacementPrices(
-                   over: latest, ceiling: config.gasPriceCeiling(firstPrice: first.gasPrice, gasLimit: latest.gasLimit, fee: latest.value)) {
-                // Not mined for long: same nonce, higher price. Both are kept; whichever lands counts.
-                let draft = context.draft(.createTask, try createTaskCall(of: job, context), gasLimit: latest.gasLimit,
-                                          gasPrice: prices.price, tip: prices.tip, replacingNonce: latest.nonce)
-                return .sign(draft, note: "createTask not mined after \(Int(sinceFirst)) s: replaced at gas price \(prices.price)")
+            let giveUp = job.cancelRequested ? "cancel requested before createTask was mined"
+                : context.seconds(since: creates.first?.signedAt ?? context.now) > config.createDeadline
+                ? "createTask not mined within \(Int(config.createDeadline)) s of its signature" : nil
+            let ceiling = config.gasPriceCeiling(firstPrice: creates.first?.gasPrice ?? latest.gasPrice, gasLimit: latest.gasLimit,
+                                                 fee: latest.value)
+            switch try NonceFollower(context: context).next(txs, replacement: .sameCall(try createTaskCall(of: job, context), ceiling: ceiling),
+                                                            giveUp: giveUp) {
+            case .mined(let tx, let receipt): return try mined(job, tx, receipt, context)
+            case .wait: return .wait(after: 1)
+            case .sign(let draft, let why): return .sign(draft, note: why)
+            case .send(let tx): toSend = tx
             }
-            toSend = latest
         }
         switch try context.broadcast(toSend) {
         case .accepted:
@@ -307,7 +294,7 @@ struct CreateStage {
                 return .wait(after: config.backoff(attempt: job.stageAttempts), failedTry: true,
                              error: "the wallet cannot even pay for the transfer that fills nonce \(toSend.nonce): \(message)")
             }
-            return .sign(try context.fill(replacing: toSend),
+            return .sign(try NonceFollower(context: context).fill(txs),
                          note: "node refused createTask for good (\(message)): nonce \(toSend.nonce) is filled instead")
         case .rejected(let message):
             return .wait(after: config.backoff(attempt: job.stageAttempts), note: "node refused createTask: \(message)", failedTry: true,

@@ -147,30 +147,38 @@ struct PollStage {
 
     /// Cancels the task on chain for its refund: a queued task at once, a running one after its
     /// deadline. The poll that follows sees TaskAborted("Task Cancelled") and ends the job. A
-    /// cancelTask already sent is followed to its end: sent again, or replaced at a higher price.
+    /// cancelTask already sent is followed to its end like every transaction (`NonceFollower`);
+    /// one mined reverted (a race with the task starting or ending) is tried again while a fresh
+    /// estimate says it would pass, at most `maxRevertedCancels` times, each paying gas.
+    static let maxRevertedCancels = 3
+
     private func cancelForRefund(_ job: Job, _ taskId: UInt64, _ reason: String, _ context: StageContext) throws -> StageOutcome {
         let config = context.config
         let facts = JobFacts(refundReason: job.refundReason ?? reason)
         let sent = try context.transactions(.cancelTask)
-        if let latest = sent.last(where: { $0.refusedAt == nil }) ?? sent.last {
-            if let (_, receipt) = try context.minedReceipt(of: sent) {
-                // Mined: the abort shows on a later poll. A reverted cancel (a race with the task
-                // ending) leaves the job polling until it finishes one way or the other.
-                return .wait(after: receipt.status ? 2 : config.pollIntervalMax, facts: facts)
-            }
-            if context.seconds(since: latest.lastSentAt) >= config.replaceAfter, let first = sent.first,
-               let prices = try context.replacementPrices(
-                   over: latest, ceiling: config.gasPriceCeiling(firstPrice: first.gasPrice, gasLimit: latest.gasLimit, fee: job.feeWei ?? 0)) {
-                let draft = context.draft(.cancelTask, context.network.cancelTaskCall(taskId: taskId), gasLimit: latest.gasLimit,
-                                          gasPrice: prices.price, tip: prices.tip, replacingNonce: latest.nonce)
-                return .sign(draft, facts: facts, note: "cancelTask not mined: replaced at gas price \(prices.price)")
-            }
-            if context.seconds(since: latest.lastSentAt) >= config.rebroadcastAfter {
-                _ = try context.broadcast(latest)
-            }
-            return .wait(after: 2, facts: facts)
-        }
         let call = context.network.cancelTaskCall(taskId: taskId)
+        if let newest = sent.last {
+            let current = sent.filter { $0.nonce == newest.nonce }
+            let ceiling = config.gasPriceCeiling(firstPrice: current[0].gasPrice, gasLimit: newest.gasLimit, fee: job.feeWei ?? 0)
+            switch try NonceFollower(context: context).next(current, replacement: .sameCall(call, ceiling: ceiling)) {
+            case .mined(_, let receipt) where receipt.status:
+                return .wait(after: 2, facts: facts)  // the abort shows on a later poll
+            case .mined:
+                let reverted = Set(sent.filter { $0.minedStatus == false }.map(\.nonce)).union([newest.nonce]).count
+                guard reverted < Self.maxRevertedCancels else {
+                    return .wait(after: config.pollIntervalMax, facts: facts,
+                                 error: "\(reverted) cancelTasks of task \(taskId) were mined reverted; polling until the task ends")
+                }
+                // Falls through to a new cancelTask at the next nonce, if the estimate passes.
+            case .send(let tx):
+                _ = try context.broadcast(tx)
+                return .wait(after: 2, facts: facts)
+            case .wait:
+                return .wait(after: 2, facts: facts)
+            case .sign(let draft, let why):
+                return .sign(draft, facts: facts, note: why)
+            }
+        }
         let gasLimit: UInt64
         switch try context.network.estimateGas(call, from: context.wallet.address) {
         case .gas(let estimate):

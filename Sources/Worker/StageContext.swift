@@ -92,28 +92,25 @@ final class StageContext {
         config.useEIP1559 ? min(try network.maxPriorityFeePerGas(), price) : nil
     }
 
-    /// Prices for a transaction that replaces `latest` in the pool: 25% more on the price and on
-    /// the tip (nodes want 10%), at least what the node asks now, at most `ceiling`. nil when the
-    /// ceiling leaves no room for a replacement the node would take: send the same bytes again.
-    func replacementPrices(over latest: StoredTransaction, ceiling: BigUInt?) throws -> (price: BigUInt, tip: BigUInt?)? {
+    /// Prices for a transaction that replaces one priced at `old` (and `oldTip`) in the pool: 25%
+    /// more on the price and on the tip (nodes want 10%), at least what the node asks now, at most
+    /// `ceiling`. nil when the ceiling leaves no room for a replacement the node would take.
+    func replacementPrices(overPrice old: BigUInt, tip oldTip: BigUInt?, ceiling: BigUInt?) throws -> (price: BigUInt, tip: BigUInt?)? {
         func bump(_ old: BigUInt, _ now: BigUInt, _ cap: BigUInt?) -> BigUInt? {
             var new = max(old * 125 / 100, old + 1, now)
             if let cap { new = min(new, cap) }
             return new * 100 >= old * 110 ? new : nil
         }
-        guard let price = bump(latest.gasPrice, try gasPrice(), ceiling) else { return nil }
-        guard let oldTip = latest.tip else { return (price, nil) }
+        guard let price = bump(old, try gasPrice(), ceiling) else { return nil }
+        guard let oldTip else { return (price, nil) }
         guard let tip = bump(oldTip, try network.maxPriorityFeePerGas(), price) else { return nil }
         return (price, tip)
     }
 
-    /// A zero-value transfer to the wallet itself at `nonce`, priced to replace `latest`.
-    func fill(replacing latest: StoredTransaction) throws -> TransactionDraft {
-        guard let prices = try replacementPrices(over: latest, ceiling: nil) else {
-            throw WorkerError("no price replaces transaction \(latest.hash.hex)")
-        }
-        return draft(.fillNonce, network.fillCall(for: wallet.address), gasLimit: 21_000, gasPrice: prices.price, tip: prices.tip,
-                     replacingNonce: latest.nonce)
+    /// A zero-value transfer to the wallet itself at `nonce`: what frees a nonce no transaction should use.
+    func fillDraft(nonce: UInt64, _ prices: (price: BigUInt, tip: BigUInt?)) -> TransactionDraft {
+        draft(.fillNonce, network.fillCall(for: wallet.address), gasLimit: 21_000, gasPrice: prices.price, tip: prices.tip,
+              replacingNonce: nonce)
     }
 
     /// A network hiccup (timeout, 5xx, refused connection): due again with backoff.

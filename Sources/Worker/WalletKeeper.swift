@@ -46,18 +46,19 @@ struct WalletKeeper {
         }
     }
 
-    /// The transactions of one nonce that no stage follows: mined, sent again, or filled.
+    /// The transactions of one nonce that no stage follows: mined, sent again, or filled (and the
+    /// fill bumped while the price rises), by the same rules a stage follows its own.
     private func follow(_ db: PostgresConnection, _ txs: [StoredTransaction], _ context: StageContext) throws {
-        if try context.minedReceipt(of: txs) != nil { return }
-        let live = txs.filter { $0.refusedAt == nil }
-        guard let latest = live.last ?? txs.last else { return }
-        if latest.purpose != .fillNonce, context.seconds(since: txs.first?.signedAt) >= config.replaceAfter {
-            let draft = try context.fill(replacing: latest)
+        switch try NonceFollower(context: context).next(txs, replacement: .fill) {
+        case .mined, .wait:
+            return
+        case .send(let tx):
+            try send(tx, context)
+        case .sign(let draft, let why):
+            let latest = txs.last!
             let fill = try JobStore.recordUnowned(db, draft, nonce: latest.nonce, jobId: latest.jobId) { try context.wallet.sign(draft, nonce: $0) }
-            log.info("wallet \(context.wallet.address.checksummed): nonce \(latest.nonce) (\(latest.purpose.rawValue) of job \(latest.jobId.map(String.init) ?? "-")) not mined: filled by tx \(fill.hash.hex)")
+            log.info("wallet \(context.wallet.address.checksummed): \(why) (job \(latest.jobId.map(String.init) ?? "-")): tx \(fill.hash.hex)")
             try send(fill, context)
-        } else if context.seconds(since: latest.lastSentAt) >= config.rebroadcastAfter {
-            try send(latest, context)
         }
     }
 

@@ -128,7 +128,7 @@ struct MoneySafetyStageTests {
     // MARK: bounded fee bumps
 
     @Test func replacementsStopAtTheCeilingAndThenSendTheSameBytes() throws {
-        let h = try StageHarness { $0.rebroadcastAfter = 0; $0.replaceAfter = 1; $0.gasPriceCeilingFactor = 2 }
+        let h = try StageHarness { $0.rebroadcastAfter = 0; $0.replaceAfter = 1; $0.gasPriceCeilingFactor = 2; $0.createDeadline = 1e6 }
         let id = try h.submit()
         try h.runOnce(id)
         let first = try h.transactions(id)[0]
@@ -208,7 +208,7 @@ struct MoneySafetyStageTests {
         let h = try StageHarness { $0.createDeadline = 60; $0.replaceAfter = 3600 }
         let id = try h.submit()
         try h.runOnce(id)
-        try h.ageStage(id, seconds: 61)
+        try h.age(id, seconds: 61)
         try h.runOnce(id)
         let txs = try h.transactions(id)
         #expect(txs.last?.purpose == .fillNonce)
