@@ -38,12 +38,15 @@ struct NonceFollower {
     /// longer wanted (its deadline passed, the job was cancelled): the nonce is filled now.
     func next(_ txs: [StoredTransaction], replacement: Replacement, giveUp: String? = nil) throws -> Step {
         if let (tx, receipt) = try context.minedReceipt(of: txs) { return .mined(tx, receipt) }
-        let live = txs.filter { $0.refusedAt == nil }
-        guard let latest = live.last ?? txs.last else { return .wait }
         let config = context.config
-        if let giveUp, latest.purpose != .fillNonce {
-            return .sign(try fill(txs), why: "\(giveUp): nonce \(latest.nonce) is filled instead")
+        let fills = txs.filter { $0.purpose == .fillNonce }
+        if let giveUp, fills.isEmpty, let nonce = txs.last?.nonce {
+            return .sign(try fill(txs), why: "\(giveUp): nonce \(nonce) is filled instead")
         }
+        // Once a fill is signed the nonce is being filled: the fill is what is followed (a refused
+        // one is not replaced by a fresh fill on every run, only bumped on the replacement timer).
+        let followed = fills.isEmpty ? txs : fills
+        guard let latest = followed.last(where: { $0.refusedAt == nil }) ?? followed.last else { return .wait }
         if latest.lastSentAt != nil, context.seconds(since: latest.signedAt) >= config.replaceAfter {
             switch (latest.purpose, replacement) {
             case (.fillNonce, _):
@@ -61,7 +64,10 @@ struct NonceFollower {
                 return .sign(try fill(txs), why: "\(latest.purpose.rawValue) not mined: nonce \(latest.nonce) is filled")
             }
         }
-        if latest.lastSentAt == nil || context.seconds(since: latest.lastSentAt) >= config.rebroadcastAfter {
+        // Bytes the node refused are offered again only on the slower replacement timer (a wallet
+        // that could not pay for them may have been funded since).
+        let resendAfter = latest.refusedAt == nil ? config.rebroadcastAfter : config.replaceAfter
+        if latest.lastSentAt == nil || context.seconds(since: latest.lastSentAt) >= resendAfter {
             return .send(latest)
         }
         return .wait

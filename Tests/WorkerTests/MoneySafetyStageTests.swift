@@ -158,7 +158,7 @@ struct MoneySafetyStageTests {
     }
 
     @Test func anUnderpricedReplacementIsNotTheLatest() throws {
-        let h = try StageHarness { $0.rebroadcastAfter = 0; $0.replaceAfter = 1 }
+        let h = try StageHarness { $0.rebroadcastAfter = 0; $0.replaceAfter = 1; $0.createDeadline = 1e6 }
         let id = try h.submit()
         try h.runOnce(id)
         let first = try h.transactions(id)[0]

@@ -118,4 +118,45 @@ struct NonceFollowerTests {
         try h.runOnce(id)
         #expect(try h.transactions(id).last?.purpose == .fillNonce)
     }
+
+    @Test func aFillTheWalletCannotPayForIsNotSignedAgainOnEveryRun() throws {
+        let h = try StageHarness { Self.config(&$0); $0.createDeadline = 30 }
+        let id = try h.submit()
+        try h.runOnce(id)
+        try h.age(id, seconds: 31)
+        h.network.script { $0.sendVerdicts = [.refusedForGood("insufficient funds for gas * price + value")] }
+        try h.runOnce(id)
+        #expect(try h.transactions(id).map(\.purpose) == [.createTask, .fillNonce])
+        // Runs a second apart for half a minute: no new fill.
+        for _ in 0..<30 {
+            try h.age(id, seconds: 1)
+            try h.runOnce(id)
+        }
+        #expect(try h.transactions(id).map(\.purpose) == [.createTask, .fillNonce])
+        // After the replacement delay the fill is bumped once (the wallet may have been funded).
+        try h.age(id, seconds: 31)
+        try h.runOnce(id)
+        #expect(try h.transactions(id).map(\.purpose) == [.createTask, .fillNonce, .fillNonce])
+    }
+
+    @Test func aCancelTaskMinedRevertedIsTriedAgainAFewTimesThenPollingGoesOn() throws {
+        let h = try StageHarness(configure: Self.config)
+        let id = try h.jobAt(.poll)
+        try h.db.execute("UPDATE crynux.jobs SET task_deadline = now() - interval '1 hour' WHERE id = $1", [id])
+        h.network.script { $0.tasks[42] = TaskState(phase: .running, deadline: 1) }
+        try h.runOnce(id)
+        for round in 1...PollStage.maxRevertedCancels {
+            let cancels = try h.transactions(id).filter { $0.purpose == .cancelTask }
+            #expect(cancels.count == round && Set(cancels.map(\.nonce)).count == round, "round \(round)")
+            h.network.mine(try #require(cancels.last).hash, succeeded: false)
+            try h.runOnce(id)
+        }
+        let cancels = try h.transactions(id).filter { $0.purpose == .cancelTask }
+        #expect(cancels.count == PollStage.maxRevertedCancels)
+        let job = try h.job(id)
+        #expect(job.status == .pending && job.lastError?.contains("mined reverted") == true)
+        // The task ends on its own: the job follows it.
+        h.network.script { $0.tasks[42] = TaskState(phase: .succeeded(resultNode: Address(bytes: [UInt8](repeating: 7, count: 20)))) }
+        #expect(try h.runOnce(id).stage == .fetch)
+    }
 }
