@@ -144,6 +144,60 @@ final class MoneySafetyEndToEndTests {
         #expect(worker.wait(timeout: 30) == 0)
     }
 
+    /// The price rises after the cancelTask was signed: it waits in the pool below the new price.
+    /// Re-sent every half second, it is still bumped once the replacement delay since its
+    /// signature has passed, so the refund is claimed and the wallet's later nonces move on.
+    @Test func aCancelTaskSignedBelowARisingGasPriceIsBumpedAndTheRefundClaimed() throws {
+        let harness = try PipelineHarness(devnet: devnet)
+        try devnet.configure(["tx_mine_delay_ms": 1500])
+        defer { _ = try? devnet.configure(["tx_mine_delay_ms": 0, "min_gas_price_wei": 0]) }
+        let db = try harness.db()
+        let id = try JobStore.submit(db, JobSubmission(kind: "gpt", taskArgs: PipelineHarness.gptArgs("no node fits"), vramLimit: 80))
+        let worker = try harness.startWorker(name: "cancel", extra: ["--queue-timeout", "2", "--replace-after", "3", "--rebroadcast-after", "0.5"])
+        defer { if worker.process.isRunning { worker.signal(SIGKILL) } }
+        func cancels() throws -> [StoredTransaction] {
+            try JobStore.allTransactions(db, jobId: id).filter { $0.purpose == .cancelTask }
+        }
+        #expect(try harness.waitUntil(timeout: 60) { try cancels().first?.sendCount ?? 0 > 0 }, "\(worker.output.suffix(2000))")
+        let first = try #require(try cancels().first)
+        try devnet.configure(["min_gas_price_wei": Int(first.gasPrice * 2)])
+        #expect(try harness.waitUntil(timeout: 60) { try JobStore.job(db, id: id)?.status == .failed }, "\(worker.output.suffix(3000))")
+        let job = try #require(try JobStore.job(db, id: id))
+        #expect(job.abortReason == "Task Cancelled", "\(job.lastError ?? "")")
+        let all = try cancels()
+        #expect(all.count >= 2 && all.allSatisfy { $0.nonce == first.nonce }, "\(all.map(\.gasPrice))")
+        // The chain mined a bump at the new price, not the first bytes.
+        let mined = try all.filter { try harness.rpc.getTransactionReceipt($0.hash) != nil }
+        #expect(mined.count == 1 && mined.allSatisfy { $0.gasPrice >= first.gasPrice * 2 }, "\(mined.map(\.gasPrice))")
+        worker.signal(SIGTERM)
+        #expect(worker.wait(timeout: 30) == 0)
+    }
+
+    /// A job that waited in create (here for funds) longer than `--create-deadline` signs its
+    /// createTask and gets the whole deadline for it: between blocks a fill would replace it in
+    /// the pool (the devnet keeps transactions replaceable until the block is sealed, as geth does).
+    @Test func aCreateSignedLongAfterItsJobEnteredCreateIsMinedNotFilled() throws {
+        let harness = try PipelineHarness(devnet: devnet)
+        let poor = PrivateKey.random()
+        try devnet.configure(["block_time_ms": 4000])
+        defer { _ = try? devnet.configure(["block_time_ms": 0]) }
+        let db = try harness.db()
+        let id = try JobStore.submit(db, JobSubmission(kind: "gpt", taskArgs: PipelineHarness.gptArgs("long wait for funds")))
+        let worker = try harness.startWorker(name: "late", keys: [poor], extra: ["--funds-retry", "1", "--create-deadline", "5"])
+        defer { if worker.process.isRunning { worker.signal(SIGKILL) } }
+        #expect(try harness.waitUntil(timeout: 30) {
+            guard let job = try JobStore.job(db, id: id), job.lastError?.hasPrefix("waiting for funds") == true else { return false }
+            return Date().timeIntervalSince(job.stageEnteredAt) > 6
+        }, "\(worker.output.suffix(2000))")
+        try devnet.fund(poor.address.checksummed)
+        #expect(try harness.waitUntil(timeout: 120) { try JobStore.job(db, id: id)?.status != .pending }, "\(worker.output.suffix(3000))")
+        let job = try #require(try JobStore.job(db, id: id))
+        #expect(job.status == .succeeded, "\(job.lastError ?? "")")
+        #expect(try JobStore.allTransactions(db, jobId: id).map(\.purpose) == [.createTask])
+        worker.signal(SIGTERM)
+        #expect(worker.wait(timeout: 30) == 0)
+    }
+
     @Test func aTaskNoNodeCanRunIsCancelledAfterTheQueueTimeoutWithItsFeeBack() throws {
         let harness = try PipelineHarness(devnet: devnet)
         let fee = BigUInt(10).power(18)

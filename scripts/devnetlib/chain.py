@@ -548,8 +548,14 @@ class DevChain:
             self._enter_pool(tx, raw, tx_hash, sender, False)
         return tx_hash
 
-    def _promote(self, only_sender: bytes | None = None):
-        """Move executable pool transactions into the chain (lock held)."""
+    def _promote(self, only_sender: bytes | None = None, sealing: bool = False):
+        """Move executable pool transactions into the chain (lock held). With
+        interval mining they move only when the block is sealed, as geth's
+        miner takes them from the pool: until then a transaction can still be
+        replaced by one paying 10 % more (a fill beats a createTask it follows)."""
+        if self.config["block_time_ms"] > 0 and not sealing:
+            return
+        floor = self.config["min_gas_price_wei"]
         now = time.monotonic()
         senders = [only_sender] if only_sender is not None else list(self.pool_by_sender)
         for sender in senders:
@@ -564,6 +570,8 @@ class DevChain:
                     break
                 if _fee_cap(entry.tx) < header.base_fee_per_gas:
                     break  # waits for the base fee to drop (or a replacement)
+                if not entry.internal and _fee_cap(entry.tx) < floor:
+                    break  # below the risen price floor: waits, as below a risen base fee
                 if entry.tx.gas > header.gas_limit - header.gas_used:
                     break  # next block
                 del entries[state_nonce]
@@ -597,6 +605,7 @@ class DevChain:
     def mine(self) -> int:
         """Mine the pending block now (admin /mine, interval miner)."""
         with self.lock:
+            self._promote(sealing=True)
             number = self._mine()
             self._promote()
             return number

@@ -52,6 +52,7 @@ KNOBS = [
     # chain
     Knob("block_time_ms", int, 0, "0 = mine every transaction at once (automine); N = mine a block every N ms"),
     Knob("idle_block_ms", int, 1000, "automine: mine an empty block when no block was mined for this long, so block.timestamp (seen by eth_call/eth_estimateGas) keeps moving; 0 = never"),
+    Knob("min_gas_price_wei", int, 0, "a floor under the gas price, raised at run time as a busy chain raises its base fee: client transactions whose price (fee cap) is below it wait in the pool, replaceable, until it falls or they are replaced; eth_gasPrice suggests at least it plus the tip"),
     Knob("tx_mine_delay_ms", int, 0, "client transactions wait this long in the pending pool before they can be mined"),
     Knob("tx_drop_rate", float, 0, "fraction of accepted client transactions silently forgotten (hash returned, never mined)", maximum=1),
     # JSON-RPC node flavour and limits

@@ -257,7 +257,7 @@ class RPC:
 
     def eth_gasPrice(self, params):
         _args(params, [], 0)
-        return hx.quantity(self.chain.base_fee_next() + DEFAULT_TIP)
+        return hx.quantity(max(self.chain.base_fee_next(), self.chain.config["min_gas_price_wei"]) + DEFAULT_TIP)
 
     def eth_maxPriorityFeePerGas(self, params):
         _args(params, [], 0)

@@ -159,3 +159,40 @@ def test_block_time(client, funded):
     assert [int(r["transactionIndex"], 16) for r in receipts] == [0, 1, 2]
     status, body = client.admin("POST", "/admin/mine")
     assert status == 200 and body["block_number"] > int(receipts[0]["blockNumber"], 16)
+
+
+def test_min_gas_price_floor_keeps_cheaper_transactions_waiting_and_replaceable(client, funded):
+    """A price that rises after signing: the transaction waits in the pool (the
+    pending nonce counts it) until a replacement pays the new price."""
+    acct = funded()
+    base = client.nonce(acct.address)
+    cheap = client.send_raw(client.sign(acct, acct.address, value=1, gas=21000, nonce=base, legacy=True, gas_price=2 * 10**9))
+    client.receipt(cheap, timeout=5)
+    client.knobs(min_gas_price_wei=5 * 10**9)
+    assert int(client.rpc("eth_gasPrice"), 16) >= 5 * 10**9
+    below = client.send_raw(client.sign(acct, acct.address, value=1, gas=21000, nonce=base + 1, legacy=True, gas_price=2 * 10**9))
+    client.admin("POST", "/admin/mine")
+    assert client.rpc("eth_getTransactionReceipt", below) is None
+    assert client.nonce(acct.address) == base + 2  # pending: counted
+    assert int(client.rpc("eth_getTransactionCount", acct.address, "latest"), 16) == base + 1
+    with pytest.raises(RPCFailure) as e:  # geth's bump rule still applies to the waiting one
+        client.send_raw(client.sign(acct, acct.address, value=2, gas=21000, nonce=base + 1, legacy=True, gas_price=21 * 10**8))
+    assert e.value.message == "replacement transaction underpriced"
+    bumped = client.send_raw(client.sign(acct, acct.address, value=2, gas=21000, nonce=base + 1, legacy=True, gas_price=6 * 10**9))
+    assert client.receipt(bumped, timeout=5)["status"] == "0x1"
+    assert client.rpc("eth_getTransactionReceipt", below) is None
+
+
+@pytest.mark.skipif("block-time" in os.environ.get("DEVNET_TEST_FLAGS", ""), reason="the suite already runs with interval mining")
+def test_interval_mining_keeps_transactions_replaceable_until_the_block_is_sealed(client, funded):
+    """geth: a transaction sent between blocks stays in the pool, and one paying
+    10 % more at its nonce replaces it until the miner seals the block."""
+    acct = funded()
+    client.knobs(block_time_ms=60_000)
+    base = client.nonce(acct.address)
+    first = client.send_raw(client.sign(acct, acct.address, value=1, gas=21000, nonce=base, legacy=True, gas_price=2 * 10**9))
+    fill = client.send_raw(client.sign(acct, acct.address, value=0, gas=21000, nonce=base, legacy=True, gas_price=25 * 10**8))
+    status, _ = client.admin("POST", "/admin/mine")
+    assert status == 200
+    assert client.receipt(fill, timeout=5)["status"] == "0x1"
+    assert client.rpc("eth_getTransactionReceipt", first) is None
