@@ -29,7 +29,10 @@ struct UploadStage {
             // The relay has not synced the block yet; it usually does within a second.
             return .wait(after: min(config.pollInterval, 1))
         case .rejected(let message):
-            return .fail(reason: "the relay refused the task arguments: \(message)", retryFrom: .upload)
+            // The task is paid for and the Relay will never give it arguments: it goes the way
+            // of the upload deadline, cancelled on chain for its refund, and the job says why.
+            let reason = "the relay refused the task arguments: \(message)"
+            return .advance(to: .poll, facts: JobFacts(refundReason: reason), note: "\(reason): cancelling task \(taskId) on chain for the refund")
         }
     }
 }

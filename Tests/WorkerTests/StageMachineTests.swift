@@ -243,7 +243,18 @@ struct StageMachineTests {
         let refused = try h.jobAt(.upload)
         h.network.script { $0.uploads = [.rejected("prompt: is required")] }
         var job = try h.runOnce(refused)
-        #expect(job.status == .failed && job.retryStage == .upload && job.lastError == "the relay refused the task arguments: prompt: is required")
+        // The paid task will never get its arguments: cancelled on chain for the refund, the job
+        // saying why (it used to fail with the fee left behind).
+        #expect(job.status == .pending && job.stage == .poll && job.refundReason == "the relay refused the task arguments: prompt: is required")
+        h.network.script { $0.tasks[42] = TaskState(phase: .absent); $0.queued = [42] }
+        job = try h.runOnce(refused)
+        let cancel = try #require(try h.transactions(refused).last)
+        #expect(cancel.purpose == .cancelTask)
+        h.network.mine(cancel.hash)
+        h.network.script { $0.queued = []; $0.outcomes[42] = .aborted(reason: "Task Cancelled") }
+        job = try h.runOnce(refused)
+        #expect(job.status == .failed && job.retryStage == .create
+                && job.lastError == "the relay refused the task arguments: prompt: is required; task 42 was cancelled on chain and its fee refunded")
         let late = try h.jobAt(.upload, facts: JobFacts(taskId: 44))
         try h.ageStage(late, seconds: 61)
         job = try h.runOnce(late)
