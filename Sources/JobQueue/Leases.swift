@@ -152,6 +152,8 @@ extension JobStore {
                                    stampResultsStored: true)
             case .recreate(let note):
                 update = JobUpdate(stage: .create, facts: JobFacts(), detail: note, resetsAttempts: true, restartsTask: true)
+            case .unsign(let note):
+                update = JobUpdate(stage: .create, facts: JobFacts(), detail: note, resetsAttempts: true, forgetsTask: true)
             case .sign:
                 throw PostgresError(.usage, "a .sign outcome is applied with JobStore.record")
             case .prepare(let facts, let note):
@@ -208,6 +210,9 @@ extension JobStore {
             try db.execute("UPDATE crynux.job_transactions SET refused_at = now(), refusal = $2 WHERE tx_hash = $1",
                            [refusal.hash.hex, refusal.reason])
         }
+        if let lost = observed.lostRecords {
+            try requestReconciliation(db, lost.wallet, chainId: lost.chainId, fromNonce: lost.fromNonce)
+        }
     }
 
     /// Gives back every lease `worker` holds, making those jobs due now (graceful shutdown).
@@ -252,6 +257,8 @@ extension JobStore {
         var stampResultsStored = false
         /// Forget the task's on-chain facts: it is created again.
         var restartsTask = false
+        /// Forget them without counting a re-creation: nothing was paid.
+        var forgetsTask = false
     }
 
     /// Writes `update` if `job`'s lease is still ours, with its history row; false when it is not.
@@ -280,6 +287,7 @@ extension JobStore {
         for stamp in update.facts.stamps.sorted(by: { $0.rawValue < $1.rawValue }) { sets.append("\(stamp.rawValue) = now()") }
         if update.stampResultsStored { sets.append("results_stored_at = now()") }
         if update.restartsTask { sets.append(contentsOf: forgetTask + ["recreations = recreations + 1"]) }
+        if update.forgetsTask { sets.append(contentsOf: forgetTask) }
         let change = "UPDATE crynux.jobs SET \(sets.joined(separator: ", ")) WHERE id = $1 AND lease_token = $2"
         guard stageChanged || update.detail != nil else { return try db.execute(change, params) == 1 }
         // The row and its history line in one statement: one round trip, and atomic without a

@@ -26,6 +26,13 @@ extension JobStore {
             if let reuse = draft.replacingNonce {
                 nonce = reuse
             } else {
+                // A new nonce is a new payment (or leads to one): none while any wallet's lost
+                // records are being reconciled, or a job whose lost task is on chain pays again.
+                if let pending = try db.query("""
+                    SELECT address, reconcile_from FROM crynux.wallets WHERE reconcile_from IS NOT NULL ORDER BY address LIMIT 1
+                    """).first {
+                    throw ReconciliationPending(wallet: try pending.get("address"), fromNonce: try RowReader(pending).unsigned("reconcile_from") ?? 0)
+                }
                 guard let row = try db.query("SELECT next_nonce FROM crynux.wallets WHERE address = $1 FOR UPDATE",
                                              [draft.wallet.bytes.hex]).first else {
                     throw PostgresError(.usage, "wallet \(draft.wallet.checksummed) is not registered in crynux.wallets")
@@ -208,6 +215,80 @@ extension JobStore {
                 SET next_nonce = greatest(crynux.wallets.next_nonce, EXCLUDED.next_nonce),
                     chain_id = EXCLUDED.chain_id, updated_at = now()
             """, [wallet.bytes.hex, try int64(chainId, "chain id"), try int64(pendingNonce, "nonce")])
+    }
+
+    /// The chain used a nonce of `wallet` from `nonce` on that the database did not know: records
+    /// were lost. No new nonce is handed out until `finishReconciliation`. Creates the wallet row
+    /// when it was lost too.
+    public static func requestReconciliation(_ db: PostgresConnection, _ wallet: Address, chainId: UInt64, fromNonce nonce: UInt64) throws {
+        try db.execute("""
+            INSERT INTO crynux.wallets (address, chain_id, next_nonce, reconcile_from, reconcile_requested_at) VALUES ($1, $2, $3, $3, now())
+            ON CONFLICT (address) DO UPDATE
+                SET reconcile_from = least(coalesce(crynux.wallets.reconcile_from, EXCLUDED.reconcile_from), EXCLUDED.reconcile_from),
+                    reconcile_requested_at = coalesce(crynux.wallets.reconcile_requested_at, now()), updated_at = now()
+            """, [wallet.bytes.hex, try int64(chainId, "chain id"), try int64(nonce, "nonce")])
+    }
+
+    /// The reconciliation a wallet waits for: from which nonce, asked since when; nil when none.
+    public static func pendingReconciliation(_ db: PostgresConnection, _ wallet: Address) throws -> (fromNonce: UInt64, since: Date)? {
+        guard let row = try db.query("""
+            SELECT reconcile_from, reconcile_requested_at FROM crynux.wallets WHERE address = $1 AND reconcile_from IS NOT NULL
+            """, [wallet.bytes.hex]).first else { return nil }
+        return (try RowReader(row).unsigned("reconcile_from") ?? 0, try row.get("reconcile_requested_at"))
+    }
+
+    /// Lost tasks adopted from `fromNonce` on and the wallet's next nonce raised to the chain's:
+    /// new nonces may be handed out again. A later request (a lower nonce) stays pending.
+    public static func finishReconciliation(_ db: PostgresConnection, _ wallet: Address, fromNonce nonce: UInt64, pendingNonce: UInt64) throws {
+        try db.execute("""
+            UPDATE crynux.wallets SET next_nonce = greatest(next_nonce, $3), updated_at = now(),
+                reconcile_from = CASE WHEN reconcile_from >= $2 THEN NULL ELSE reconcile_from END,
+                reconcile_requested_at = CASE WHEN reconcile_from >= $2 THEN NULL ELSE reconcile_requested_at END
+            WHERE address = $1
+            """, [wallet.bytes.hex, try int64(nonce, "nonce"), try int64(pendingNonce, "nonce")])
+    }
+
+    /// Pending jobs in create signed at a nonce of `wallet` in `[from, below)` (nonces the chain has
+    /// mined), with the hashes of their transactions at it: after lost records, some of these
+    /// signed at a nonce another (lost) transaction had used.
+    public static func signedCreates(_ db: PostgresConnection, wallet: Address, fromNonce from: UInt64, below: UInt64) throws
+        -> [(jobId: Int64, nonce: UInt64, hashes: [[UInt8]])] {
+        try db.query("""
+            SELECT j.id, j.tx_nonce, array_agg(t.tx_hash ORDER BY t.signed_at) AS hashes
+            FROM crynux.jobs j JOIN crynux.job_transactions t ON t.job_id = j.id AND t.wallet_address = j.wallet_address AND t.nonce = j.tx_nonce
+            WHERE j.status = 'pending' AND j.stage = 'create' AND j.wallet_address = $1 AND j.tx_nonce >= $2 AND j.tx_nonce < $3
+            GROUP BY j.id, j.tx_nonce ORDER BY j.tx_nonce
+            """, [wallet.bytes.hex, try int64(from, "nonce"), try int64(below, "nonce")]).map { row in
+            let reader = RowReader(row)
+            let text: String = try row.get("hashes")
+            let hashes = text.trimmingCharacters(in: CharacterSet(charactersIn: "{}")).split(separator: ",").compactMap { [UInt8](hex: String($0)) }
+            return (try row.get("id"), try reader.unsigned("tx_nonce") ?? 0, hashes)
+        }
+    }
+
+    /// Makes a job signed at `nonce` unsigned again (its createTask can never be mined, nothing was
+    /// paid), fencing off any lease. False when it moved on meanwhile.
+    public static func unsign(_ db: PostgresConnection, jobId: Int64, nonce: UInt64, note: String) throws -> Bool {
+        try db.transaction { db in
+            let changed = try db.execute("""
+                UPDATE crynux.jobs SET \(forgetTask.joined(separator: ", ")), run_at = now(), stage_attempts = 0, stage_entered_at = now(),
+                    updated_at = now(), locked_by = NULL, locked_until = NULL, lease_token = lease_token + 1
+                WHERE id = $1 AND status = 'pending' AND stage = 'create' AND tx_nonce = $2
+                """, [jobId, try int64(nonce, "nonce")])
+            guard changed == 1 else { return false }
+            try appendEvent(db, jobId: jobId, from: ("pending", "create"), to: ("pending", "create"), detail: note)
+            return true
+        }
+    }
+
+    /// Every wallet row of `chainId`: what the database believes each has used.
+    public static func wallets(_ db: PostgresConnection, chainId: UInt64) throws -> [(address: Address, nextNonce: UInt64)] {
+        try db.query("SELECT address, next_nonce FROM crynux.wallets WHERE chain_id = $1 ORDER BY address", [try int64(chainId, "chain id")])
+            .compactMap { row in
+                let reader = RowReader(row)
+                guard let address = Address(hex: try row.get("address", as: String.self)), let next = try reader.unsigned("next_nonce") else { return nil }
+                return (address, next)
+            }
     }
 
     /// The wallet's approval that may still be mined: not refused, not seen mined, and its nonce

@@ -139,6 +139,10 @@ public enum StageOutcome: Sendable, Equatable {
     /// The task is dead without our doing (evicted from the full queue): forget its on-chain
     /// facts and create it again. Its transactions and history stay.
     case recreate(note: String)
+    /// The job's createTask can never be mined (another transaction of the wallet used its nonce,
+    /// after records were lost) and nothing was paid: the job is unsigned again, as before it
+    /// signed, so that reconciliation can give it the task it may have paid for before.
+    case unsign(note: String)
     /// Store these facts (keeping the lease), then run the stage again with them: what a
     /// network request depends on (a Relay task about to be created, a VRF proof) is durable
     /// before the request is sent.
@@ -152,7 +156,7 @@ extension StageOutcome {
         case .advance(_, _, let facts, _), .wait(_, let facts, _, _, _), .fail(_, _, let facts), .cancel(_, let facts),
              .prepare(let facts, _), .sign(_, let facts, _):
             return facts
-        case .succeed, .recreate:
+        case .succeed, .recreate, .unsign:
             return nil
         }
     }
@@ -169,10 +173,12 @@ public struct Observations: Sendable, Equatable {
     public var walletNonce: (wallet: Address, chainId: UInt64, pending: UInt64)?
     /// Transactions the node refused for good, with its answer.
     public var refused: [(hash: [UInt8], reason: String)] = []
+    /// The chain used a nonce of the wallet the database does not know (records were lost).
+    public var lostRecords: (wallet: Address, chainId: UInt64, fromNonce: UInt64)?
 
     public init() {}
 
-    public var isEmpty: Bool { sent.isEmpty && mined.isEmpty && walletNonce == nil && refused.isEmpty }
+    public var isEmpty: Bool { sent.isEmpty && mined.isEmpty && walletNonce == nil && refused.isEmpty && lostRecords == nil }
 
     public static func == (a: Observations, b: Observations) -> Bool {
         a.sent == b.sent && a.mined.map(\.hash) == b.mined.map(\.hash) && a.mined.map(\.block) == b.mined.map(\.block)
@@ -184,6 +190,19 @@ public struct Observations: Sendable, Equatable {
 /// Admission control said no: creating now could evict one of our own queued tasks.
 public struct AdmissionDenied: Error, Sendable {
     public init() {}
+}
+
+/// A wallet's lost records are being reconciled: no new nonce is handed out meanwhile.
+public struct ReconciliationPending: Error, Sendable, CustomStringConvertible {
+    public let wallet: String
+    public let fromNonce: UInt64
+    public init(wallet: String, fromNonce: UInt64) {
+        self.wallet = wallet
+        self.fromNonce = fromNonce
+    }
+    public var description: String {
+        "waiting: the database lost records of wallet \(wallet) (nonces from \(fromNonce) on); nothing is signed until its lost tasks are adopted"
+    }
 }
 
 /// Another approval of the wallet is on its way: the job waits for it instead of signing one more.

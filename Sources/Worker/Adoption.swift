@@ -10,9 +10,9 @@ import Postgres
 /// database does not know) and given back to the unsigned jobs whose arguments they carry, so
 /// that no job pays a second time. A task another job holds is never adopted.
 enum Adoption {
-    static func adopt(_ db: PostgresConnection, _ network: any TaskNetwork, _ wallet: Wallet, fromNonce nonce: UInt64,
+    static func adopt(_ db: PostgresConnection, _ network: any TaskNetwork, _ wallet: Address, chainId: UInt64, fromNonce nonce: UInt64,
                       log: WorkerLog) throws -> Int {
-        let created = try network.tasksCreated(by: wallet.address, fromNonce: nonce)
+        let created = try network.tasksCreated(by: wallet, fromNonce: nonce)
         guard !created.isEmpty else { return 0 }
         var waiting: [[UInt8]: [(id: Int64, kind: String, submittedAt: Date)]] = [:]
         for job in try JobStore.unsignedCreates(db) {
@@ -28,7 +28,7 @@ enum Adoption {
                       let validated = try? TaskArguments.validate(kind: kind, arguments: try taskArgs(db, job.id),
                                                                     sdSchema: network.sdSchema) else { continue }
                 let facts = JobFacts(taskType: validated.taskType, taskHash: task.taskHash, cap: validated.cap, vramLimit: validated.vramLimit,
-                                     feeWei: task.fee, walletAddress: wallet.address, chainId: wallet.chainId, txHash: task.txHash,
+                                     feeWei: task.fee, walletAddress: wallet, chainId: chainId, txHash: task.txHash,
                                      txBlockNumber: task.block, taskId: task.taskId)
                 let note = "adopted task \(task.taskId), created by this job's wallet in tx \(task.txHash.hex) (block \(task.block)) that the database had lost"
                 if try JobStore.adopt(db, jobId: job.id, facts: facts, note: note) {

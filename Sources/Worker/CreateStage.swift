@@ -202,8 +202,18 @@ struct CreateStage {
     /// needed, and fills its nonce if it is never mined.
     private func sendApproval(_ job: Job, _ tx: StoredTransaction, _ context: StageContext) throws -> StageOutcome {
         switch try context.broadcast(tx) {
-        case .accepted, .nonceTooLow:
+        case .accepted:
             return .wait(after: 1)
+        case .nonceTooLow:
+            // Used by a transaction the database does not know (lost records): this approval
+            // can never be mined, so no job waits for it; reconciliation raises the nonce.
+            guard let user = try context.network.transactionThatUsed(nonce: tx.nonce, of: context.wallet.address), user != tx.hash else {
+                return .wait(after: 1)
+            }
+            context.refused(tx, "nonce \(tx.nonce) was used by transaction \(user.hex)")
+            try context.reconcileWallet()
+            context.lostRecords(fromNonce: tx.nonce)
+            return .wait(after: 1, note: "approve \(tx.hash.hex) can never be mined: its nonce \(tx.nonce) was used by transaction \(user.hex), which the database does not know")
         case .underpriced(let message):
             context.refused(tx, message)
             return .wait(after: 1, note: "node refused \(tx.purpose.rawValue): \(message)")
@@ -304,7 +314,11 @@ struct CreateStage {
 
     /// The node says the nonce is used, but none of our transactions has a receipt (yet). Only
     /// the chain showing another transaction at that nonce proves ours was never mined; until
-    /// then (a lagging node) the job keeps looking and never becomes payable again.
+    /// then (a lagging node) the job keeps looking and never becomes payable again. A nonce of our
+    /// wallet used by a transaction the job does not know means the database lost records (a
+    /// restore, a failover): that transaction may even be this job's own lost createTask. The job
+    /// is unsigned again and the wallet marked for reconciliation, which adopts lost tasks (by
+    /// their task hash) before anything new is signed.
     private func nonceUsedElsewhere(_ job: Job, _ nonce: UInt64, _ txs: [StoredTransaction], _ context: StageContext) throws -> StageOutcome {
         guard let user = try context.network.transactionThatUsed(nonce: nonce, of: context.wallet.address) else {
             return .wait(after: context.config.backoff(attempt: job.stageAttempts), failedTry: true,
@@ -314,8 +328,8 @@ struct CreateStage {
             return .wait(after: 1, note: "nonce \(nonce) was used by this job's transaction \(user.hex); waiting for its receipt")
         }
         try context.reconcileWallet()
-        return .fail(reason: "nonce \(nonce) was used by transaction \(user.hex), which is not this job's, so its createTask can never be mined; no task was created",
-                     retryFrom: .create)
+        context.lostRecords(fromNonce: nonce)
+        return .unsign(note: "nonce \(nonce) was used by transaction \(user.hex), which the database does not know (records were lost): this createTask can never be mined and nothing was paid; the job is unsigned again and waits until the wallet's lost tasks are adopted")
     }
 
     /// The job's createTask call, rebuilt from its stored facts (for a replacement or a replay).

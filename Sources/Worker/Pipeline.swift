@@ -160,6 +160,9 @@ struct Pipeline {
                 // Other createTasks are on their way to the queue; this one waits its turn.
                 try apply(db, .wait(after: config.admissionRetry), to: job, observed: context.observed)
                 return
+            } catch let pending as ReconciliationPending {
+                try apply(db, .wait(after: config.admissionRetry, error: pending.description), to: job, observed: context.observed)
+                return
             } catch is ApprovalInFlight {
                 // Another job's approval will cover this one too.
                 try apply(db, .wait(after: 1), to: job, observed: context.observed)
@@ -250,7 +253,7 @@ struct Pipeline {
         }
         switch outcome {
         case .advance(_, let after, _, _), .wait(let after, _, _, _, _): dueAgain(Date(timeIntervalSinceNow: after))
-        case .recreate: dueAgain(Date())
+        case .recreate, .unsign: dueAgain(Date())
         case .fail, .cancel, .succeed, .sign, .prepare: break
         }
         let fields = WorkerLog.Fields(job: job.id, stage: job.stage.rawValue, task: job.taskId, tx: job.txHash?.hex)
@@ -260,7 +263,7 @@ struct Pipeline {
         case .fail(let reason, _, _): log.info("job \(job.id) failed in \(job.stage.rawValue): \(reason)", fields)
         case .cancel(let note, _): log.info("job \(job.id) cancelled: \(note)", fields)
         case .succeed(let files, _): log.info("job \(job.id) succeeded: \(files.count) result(s) stored", fields)
-        case .recreate(let note), .prepare(_, let note): log.info("job \(job.id): \(note)", fields)
+        case .recreate(let note), .unsign(let note), .prepare(_, let note): log.info("job \(job.id): \(note)", fields)
         case .wait(_, _, let note?, false, nil) where isLithium: log.info("job \(job.id) \(job.stage.rawValue): \(note)", fields)
         case .wait(let after, _, _, true, let error):
             log.info("job \(job.id) \(job.stage.rawValue): \(error ?? "not yet"); retrying in \(String(format: "%.1f", after)) s", fields)
@@ -301,7 +304,7 @@ struct Pipeline {
             WorkerMetrics.outcome("recreated", kind: job.kind)
         case .wait(_, _, _, _, let error?) where error.hasPrefix(CreateStage.waitingForFunds):
             WorkerMetrics.waitingForFunds()
-        case .wait, .sign, .prepare:
+        case .wait, .sign, .prepare, .unsign:
             break
         }
     }

@@ -72,6 +72,12 @@ final class StageContext {
         observed.walletNonce = (wallet.address, wallet.chainId, try network.pendingNonce(of: wallet.address))
     }
 
+    /// The chain used the wallet's `nonce` for a transaction the database does not know: the
+    /// store marks the wallet for reconciliation.
+    func lostRecords(fromNonce nonce: UInt64) {
+        observed.lostRecords = (wallet.address, wallet.chainId, nonce)
+    }
+
     /// The price for a new transaction: configured, or the node's suggestion (doubled as the max
     /// fee for EIP-1559 so a rising base fee does not strand it).
     func gasPrice() throws -> BigUInt {

@@ -183,28 +183,22 @@ public final class WorkerRuntime: @unchecked Sendable {
     }
 
     private func prepare(_ wallet: Wallet, _ db: PostgresConnection, _ network: any TaskNetwork) throws {
-        // The chain first, then the database: every transaction of ours is reserved in the
-        // database before it is sent, so a chain ahead of the database read after it means records
-        // were lost, never that another worker was signing at that moment.
-        var pending = try retryingTransient("reading the wallet's nonce") { try network.pendingNonce(of: wallet.address) }
-        let known = try JobStore.nextNonce(db, wallet: wallet.address)
-        if let known, pending > known {
-            log.info("wallet \(wallet.address.checksummed): the chain has nonces up to \(pending), the database only up to \(known); looking for tasks whose records were lost")
-            let settleBy = Date().addingTimeInterval(config.createDeadline)
-            while try retryingTransient("reading the wallet's nonce", { try network.minedNonce(of: wallet.address) }) < pending,
-                  Date() < settleBy, !isStopping {
-                Thread.sleep(forTimeInterval: 1)
-                pending = try retryingTransient("reading the wallet's nonce") { try network.pendingNonce(of: wallet.address) }
-            }
-            let adopted = try retryingTransient("looking for lost tasks") {
-                try Adoption.adopt(db, network, wallet, fromNonce: known, log: log)
-            }
-            log.info("wallet \(wallet.address.checksummed): \(adopted) task(s) adopted")
-        }
         // One wallet row, one nonce sequence: the same key on two chains in one database would
         // hand out one chain's nonces on the other.
         if let chain = try JobStore.walletChain(db, wallet: wallet.address), chain != wallet.chainId {
             throw WorkerError("wallet \(wallet.address.checksummed) signs for chain \(chain) in this database, not chain \(wallet.chainId): use another key for this network")
+        }
+        // Lost records (the wallet row too) are marked before any claim, whoever holds the keeper's
+        // lock; until they are mended no worker signs anything new. The chain is read first: every
+        // nonce is reserved in the database before it is sent.
+        let pending = try retryingTransient("reading the wallet's nonce") { try network.pendingNonce(of: wallet.address) }
+        let known = try JobStore.nextNonce(db, wallet: wallet.address)
+        if pending > (known ?? 0) {
+            log.warning("wallet \(wallet.address.checksummed): the chain has used nonces up to \(pending), the database knows \(known.map { "only up to \($0)" } ?? "no wallet row"); looking for tasks whose records were lost before signing anything")
+            try JobStore.requestReconciliation(db, wallet.address, chainId: wallet.chainId, fromNonce: known ?? 0)
+        }
+        try retryingTransient("reconciling the wallet with the chain") {
+            try Reconciliation(network: network, config: config, log: log).reconcile(db, wallet.address, chainId: wallet.chainId)
         }
         try JobStore.reconcileWallet(db, wallet.address, chainId: wallet.chainId, pendingNonce: pending)
     }
@@ -234,6 +228,15 @@ public final class WorkerRuntime: @unchecked Sendable {
                     if counts.jobs > 0 { log.info("pruned \(counts.jobs) finished job(s) past their retention") }
                 } catch {
                     log.error("prune: \(error)")
+                }
+            }
+            if let keeper, let chainId = wallets.first?.chainId {
+                do {
+                    let db = try connection ?? config.connectDatabase()
+                    connection = db
+                    try Reconciliation(network: keeper.network, config: config, log: log).pass(db, chainId: chainId, ours: wallets.map(\.address))
+                } catch {
+                    log.error("reconciling wallets with the chain: \(error)")
                 }
             }
             for wallet in wallets {

@@ -70,6 +70,40 @@ final class MoneySafetyEndToEndTests {
         #expect(try JobStore.events(db, jobId: id).contains { $0.detail.hasPrefix("adopted task") })
     }
 
+    /// A failover to a lagging replica, as the workers see it: the database goes back to a dump
+    /// taken while jobs were signing, under three running workers sharing one wallet. Jobs whose
+    /// createTasks were mined lost every record of them; they sign again at nonces the chain has
+    /// used, are unsigned, and get their lost tasks back by reconciliation: every job ends with
+    /// the one task it paid for, on the chain's own record.
+    @Test func aDatabaseRestoredUnderRunningWorkersPaysNoTaskTwice() throws {
+        let harness = try PipelineHarness(devnet: devnet)
+        let db = try harness.db()
+        let count = 12
+        for i in 0..<count { try JobStore.submit(db, JobSubmission(kind: "gpt", taskArgs: PipelineHarness.gptArgs("failover \(i)"))) }
+        let workers = try (0..<3).map { try harness.startWorker(name: "w\($0)", extra: ["--concurrency", "2"]) }
+        defer { for worker in workers where worker.process.isRunning { worker.signal(SIGKILL) } }
+        let logs = { workers.map(\.output).joined().suffix(4000) }
+        let versions = try FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")
+        let bin = "/usr/lib/postgresql/\(try #require(versions.sorted { $0.compare($1, options: .numeric) == .orderedAscending }.last))/bin"
+        let backup = FileManager.default.temporaryDirectory.appendingPathComponent("failover-\(UInt32.random(in: 0...UInt32.max)).dump").path
+        defer { try? FileManager.default.removeItem(atPath: backup) }
+        // The replica's copy: taken while the first jobs sign.
+        #expect(try harness.waitUntil(timeout: 60) { try harness.jobs().filter { $0.txNonce != nil }.count >= 3 }, "\(logs())")
+        let (dumped, dumpOutput) = try Devnet.runProcess("\(bin)/pg_dump", ["-Fc", "-n", "crynux", "-f", backup, harness.database.url])
+        #expect(dumped == 0, "\(dumpOutput)")
+        #expect(try harness.waitUntil(timeout: 120) { try harness.jobs().allSatisfy { $0.taskId != nil } }, "\(logs())")
+        let (restored, restoreOutput) = try Devnet.runProcess("\(bin)/pg_restore", ["--clean", "--if-exists", "-n", "crynux", "-d", harness.database.url, backup])
+        #expect(restored == 0, "\(restoreOutput)")
+        #expect(try harness.waitUntil(timeout: 180) { try harness.jobs().allSatisfy { $0.status != .pending } }, "\(logs())")
+        let jobs = try harness.jobs()
+        #expect(jobs.allSatisfy { $0.status == .succeeded }, "\(jobs.filter { $0.status != .succeeded }.map { "\($0.id): \($0.lastError ?? "")" })\n\(logs())")
+        #expect(Set(jobs.compactMap(\.taskId)).count == count)
+        #expect(try harness.taskPendingCount() == count, "a task was paid twice\n\(logs())")
+        #expect(workers.map(\.output).joined().contains("reconciled"), "\(logs())")
+        for worker in workers { worker.signal(SIGTERM) }
+        for worker in workers { #expect(worker.wait(timeout: 30) == 0) }
+    }
+
     @Test(arguments: [false, true])
     func feeBumpsStayUnderTheCeilingAndAreNeverUnderpriced(eip1559: Bool) throws {
         let harness = try PipelineHarness(devnet: devnet)

@@ -276,12 +276,53 @@ struct MoneySafetyStageTests {
             $0.createdTasks = [CreatedTask(taskId: 900, taskHash: TaskArguments.taskHash(args), txHash: keccak256([1]), block: 77,
                                            time: UInt64(Date().timeIntervalSince1970), fee: 5)]
         }
-        #expect(try Adoption.adopt(h.db, h.network, h.wallet, fromNonce: 0, log: WorkerLog(name: "a", quiet: true)) == 1)
+        #expect(try Adoption.adopt(h.db, h.network, h.wallet.address, chainId: h.wallet.chainId, fromNonce: 0, log: WorkerLog(name: "a", quiet: true)) == 1)
         let adopted = try h.job(id)
         #expect(adopted.stage == .upload && adopted.taskId == 900 && adopted.walletAddress == h.wallet.address && adopted.feeWei == 5)
         #expect(try h.job(other).stage == .create && (h.job(other)).taskId == nil)
         // A second look adopts nothing twice.
-        #expect(try Adoption.adopt(h.db, h.network, h.wallet, fromNonce: 0, log: WorkerLog(name: "a", quiet: true)) == 0)
+        #expect(try Adoption.adopt(h.db, h.network, h.wallet.address, chainId: h.wallet.chainId, fromNonce: 0, log: WorkerLog(name: "a", quiet: true)) == 0)
+    }
+
+    /// The database goes back in time under a running worker (a failover to a lagging replica):
+    /// the job's createTask was mined, the record of it is gone. The job signs again at the nonce
+    /// the restored wallet row hands out, meets its own lost transaction there, is unsigned, and
+    /// the reconciliation adopts its task instead of it paying for a second one. Meanwhile a job
+    /// of another wallet signs nothing.
+    @Test func aRunningWorkerWhoseDatabaseWentBackAdoptsItsLostTaskInsteadOfPayingAgain() throws {
+        let h = try StageHarness(wallets: 2)
+        let args = PipelineHarness.sdArgs(images: 1, prompt: "failover")
+        var id = try h.submit(args)
+        if h.pipeline.wallet(for: try h.job(id)).address != h.wallets[0].address { id = try h.submit(args) }
+        _ = try h.runOnce(id)
+        let lost = try #require(try h.transactions(id).first)
+        h.network.mine(lost.hash, taskId: 900)
+        // The failover: the job's rows are as before it signed, the wallet rows as before.
+        try h.db.execute("DELETE FROM crynux.job_transactions")
+        try h.db.execute("DELETE FROM crynux.job_events WHERE job_id = $1 AND detail LIKE '%nonce 0%'", [id])
+        try h.db.execute("UPDATE crynux.jobs SET \(["tx_nonce", "tx_hash", "wallet_address", "chain_id", "fee_wei", "tx_signed_at"].map { "\($0) = NULL" }.joined(separator: ", ")) WHERE id = $1", [id])
+        try h.db.execute("UPDATE crynux.wallets SET next_nonce = 0")
+        let otherWallet = try h.submit(PipelineHarness.sdArgs(images: 1, prompt: "another wallet's job"))
+        h.network.script {
+            $0.pendingNonce = 1; $0.minedNonce = 1; $0.nonceUsers[0] = lost.hash; $0.gasPrice += 7
+            $0.createdTasks = [CreatedTask(taskId: 900, taskHash: TaskArguments.taskHash(args), txHash: lost.hash, block: 7,
+                                           time: UInt64(Date().timeIntervalSince1970), fee: lost.value)]
+            $0.sendVerdicts = [.nonceTooLow]
+        }
+        var job = try h.runOnce(id)
+        #expect(job.stage == .create && job.txNonce == nil && job.status == .pending, "\(job.lastError ?? "")")
+        // Nothing new is signed, for any wallet, until the reconciliation.
+        _ = try h.runOnce(otherWallet)
+        #expect(try h.transactions(otherWallet).isEmpty && (try h.job(otherWallet)).lastError?.hasPrefix("waiting: the database lost records") == true)
+        try Reconciliation(network: h.network, config: h.config, log: WorkerLog(name: "r", quiet: true))
+            .pass(h.db, chainId: h.wallet.chainId, ours: h.wallets.map(\.address))
+        job = try h.job(id)
+        #expect(job.stage == .upload && job.taskId == 900 && job.txHash == lost.hash)
+        // One createTask on chain for the job: the one signed before the failover.
+        let signedAfter = try h.transactions(id).filter { $0.purpose == .createTask }
+        #expect(signedAfter.allSatisfy { $0.nonce == 0 }, "\(signedAfter.map(\.nonce))")
+        _ = try h.runOnce(otherWallet)
+        #expect(try h.transactions(otherWallet).count == 1)
     }
 
     // MARK: idle threads

@@ -167,11 +167,23 @@ struct StageMachineTests {
         h.network.script { $0.sendVerdicts = [.nonceTooLow]; $0.nonceUsers[0] = ours.hash }
         job = try h.runOnce(id)
         #expect(job.status == .pending && job.stage == .create)
-        // Another transaction used it: proof that ours was never mined.
+        // Another transaction used it, one the database does not know (records were lost; it may
+        // be this very job's lost createTask): ours can never be mined. The job is unsigned again
+        // and nothing new is signed until the wallet is reconciled.
         h.network.script { $0.sendVerdicts = [.nonceTooLow]; $0.nonceUsers[0] = keccak256([9]) }
         job = try h.runOnce(id)
-        #expect(job.status == .failed && job.retryStage == .create && job.lastError?.contains("no task was created") == true)
+        #expect(job.status == .pending && job.stage == .create && job.txNonce == nil && job.recreations == 0)
         #expect(try h.walletNonce() == 12)
+        #expect(try JobStore.pendingReconciliation(h.db, h.wallet.address)?.fromNonce == 0)
+        job = try h.runOnce(id)
+        #expect(job.txNonce == nil && job.lastError?.contains("nothing is signed until its lost tasks are adopted") == true)
+        // Reconciled (the chain settled, nothing to adopt): it signs at the chain's next nonce.
+        h.network.script { $0.minedNonce = 12 }
+        try Reconciliation(network: h.network, config: h.config, log: WorkerLog(name: "r", quiet: true))
+            .pass(h.db, chainId: h.wallet.chainId, ours: [h.wallet.address])
+        #expect(try JobStore.pendingReconciliation(h.db, h.wallet.address) == nil)
+        job = try h.runOnce(id)
+        #expect(job.txNonce == 12)
     }
 
     @Test func aRefusedSendWaitsAsAFailedTry() throws {
