@@ -38,6 +38,12 @@ extension JobStore {
                     throw PostgresError(.usage, "wallet \(draft.wallet.checksummed) is not registered in crynux.wallets")
                 }
                 nonce = try RowReader(row).unsigned("next_nonce") ?? 0
+                if let standing = draft.tokenStanding {
+                    // Under the wallet row's lock: the standing read at `latest` does not yet pay
+                    // for our createTasks still on their way (over-counting one just mined only delays).
+                    let onTheWay = try createTasksOnTheWay(db, wallet: draft.wallet)
+                    guard BigUInt(onTheWay + 1) * standing.fee <= standing.available else { throw TokensCommitted(onTheWay: onTheWay) }
+                }
                 try db.execute("UPDATE crynux.wallets SET next_nonce = next_nonce + 1, updated_at = now() WHERE address = $1",
                                [draft.wallet.bytes.hex])
             }
@@ -62,6 +68,18 @@ extension JobStore {
             try record(db, observed)
             return stored
         }
+    }
+
+    /// The wallet's createTasks signed and neither mined, refused, nor given up (their job still
+    /// waits for them in create): one per nonce.
+    static func createTasksOnTheWay(_ db: PostgresConnection, wallet: Address) throws -> Int {
+        Int(try db.query("""
+            SELECT count(DISTINCT t.nonce) FROM crynux.job_transactions t JOIN crynux.jobs j ON j.id = t.job_id
+            WHERE t.wallet_address = $1 AND t.purpose = 'create_task' AND t.mined_block IS NULL AND t.refused_at IS NULL
+              AND j.status = 'pending' AND j.stage = 'create' AND j.tx_nonce = t.nonce
+              AND NOT EXISTS (SELECT 1 FROM crynux.job_transactions m
+                              WHERE m.wallet_address = t.wallet_address AND m.nonce = t.nonce AND m.mined_block IS NOT NULL)
+            """, [wallet.bytes.hex])[0].get(0, as: Int64.self))
     }
 
     static let admissionLockKey: Int64 = 0x4352_594E_0001

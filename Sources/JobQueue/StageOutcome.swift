@@ -80,6 +80,7 @@ public struct TransactionDraft: Sendable, Equatable {
             && a.value == b.value && a.gasLimit == b.gasLimit && a.gasPrice == b.gasPrice && a.tip == b.tip
             && a.admission?.room == b.admission?.room && a.admission?.queueReadAt == b.admission?.queueReadAt
             && a.lastApprovalSeen == b.lastApprovalSeen
+            && a.tokenStanding?.available == b.tokenStanding?.available && a.tokenStanding?.fee == b.tokenStanding?.fee
     }
 
     public var purpose: TransactionPurpose
@@ -102,6 +103,11 @@ public struct TransactionDraft: Sendable, Equatable {
     /// signs it only if none was signed since: one mined a moment ago may not show in the
     /// allowance the stage read.
     public var lastApprovalSeen: [UInt8]?
+    /// Hydrogen: what the wallet holds and allows the Task contract (the smaller, read at `latest`)
+    /// and one task's fee. The store signs only while the wallet's createTasks not yet mined, this
+    /// one included, fit in it: several threads reading the same standing sign no more tasks than
+    /// it pays for (each one over would revert and burn gas).
+    public var tokenStanding: (available: BigUInt, fee: BigUInt)?
 
     public init(purpose: TransactionPurpose, wallet: Address, replacingNonce: UInt64? = nil, to: Address, data: [UInt8],
                 value: BigUInt, gasLimit: UInt64, gasPrice: BigUInt, tip: BigUInt?, admission: (room: UInt64, queueReadAt: Date)? = nil) {
@@ -202,6 +208,15 @@ public struct ReconciliationPending: Error, Sendable, CustomStringConvertible {
     }
     public var description: String {
         "waiting: the database lost records of wallet \(wallet) (nonces from \(fromNonce) on); nothing is signed until its lost tasks are adopted"
+    }
+}
+
+/// Hydrogen: the wallet's createTasks on their way already take all it holds or allows.
+public struct TokensCommitted: Error, Sendable, CustomStringConvertible {
+    public let onTheWay: Int
+    public init(onTheWay: Int) { self.onTheWay = onTheWay }
+    public var description: String {
+        "waiting: \(onTheWay) createTask(s) of the wallet not yet mined already take what it holds or allows the Task contract; nothing was signed"
     }
 }
 

@@ -110,8 +110,11 @@ struct CreateStage {
         if conditions.nativeBalance < cost {
             return waitForFunds(job, "the wallet \(context.wallet.address.checksummed) holds \(cnx(conditions.nativeBalance)) and the createTask may cost \(cnx(cost)) (\(hydrogen ? "gas" : "fee and gas"))", context)
         }
-        let draft = context.draft(.createTask, call, gasLimit: gasLimit, gasPrice: price, tip: tip,
+        var draft = context.draft(.createTask, call, gasLimit: gasLimit, gasPrice: price, tip: tip,
                                   admission: (queue.limit - queue.size, queue.readAt))
+        if let token = conditions.token {
+            draft.tokenStanding = (min(token.balance, token.allowance), job.feeWeiOverride ?? config.tokenTaskFeeWei)
+        }
         // Hydrogen's fee is what the contract pulls (recorded from the receipt), not the value.
         let facts = JobFacts(taskType: request.taskType, taskHash: request.taskHash, cap: request.cap, vramLimit: request.vramLimit,
                              feeWei: hydrogen ? nil : request.fee, walletAddress: context.wallet.address, chainId: context.wallet.chainId,

@@ -160,6 +160,9 @@ struct Pipeline {
                 // Other createTasks are on their way to the queue; this one waits its turn.
                 try apply(db, .wait(after: config.admissionRetry), to: job, observed: context.observed)
                 return
+            } catch let committed as TokensCommitted {
+                try apply(db, .wait(after: 1, error: committed.description), to: job, observed: context.observed)
+                return
             } catch let pending as ReconciliationPending {
                 try apply(db, .wait(after: config.admissionRetry, error: pending.description), to: job, observed: context.observed)
                 return

@@ -137,6 +137,24 @@ struct HydrogenStageTests {
         #expect(try h.transactions(id).count == 1 && (try h.walletNonce()) == 1)
     }
 
+    /// Eight jobs, an allowance for two: the standing read at `latest` does not yet pay for the
+    /// createTasks on their way, so the store counts them under the wallet's lock. Two are signed;
+    /// the rest wait unsigned (each one more would revert and burn gas) and go on once those are mined.
+    @Test func createTasksOnTheirWayCountAgainstTheAllowanceAndBalance() throws {
+        let h = try Self.harness(balance: 1_000 * Self.cnx, allowance: 2 * Self.fee)
+        let ids = try (0..<8).map { try h.submit(PipelineHarness.sdArgs(images: 1, prompt: "allowance \($0)")) }
+        for id in ids { _ = try h.runOnce(id) }
+        let signed = try ids.filter { !(try h.transactions($0)).isEmpty }
+        #expect(signed.count == 2)
+        let waiting = try #require(ids.first { !signed.contains($0) })
+        #expect(try h.job(waiting).lastError?.contains("not yet mined already take what it holds or allows") == true)
+        // Mined, and the allowance spent: the standing now says what is left.
+        for id in signed { h.network.mine(try h.transactions(id)[0].hash, taskId: UInt64(id)); _ = try h.runOnce(id) }
+        h.network.script { $0.token = TokenStanding(balance: 1_000 * Self.cnx - 2 * Self.fee, allowance: 3 * Self.fee) }
+        for id in ids where !signed.contains(id) { _ = try h.runOnce(id) }
+        #expect(try ids.filter { !(try h.transactions($0)).isEmpty }.count == 5)
+    }
+
     @Test func tooFewCNXWaitsWithNothingSignedAndResumesOnceFunded() throws {
         let h = try Self.harness(balance: 29 * Self.cnx)
         let id = try h.submit()
