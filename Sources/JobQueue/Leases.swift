@@ -104,12 +104,12 @@ extension JobStore {
         j.network_profile, j.token_fee_wei, j.approval_tx_hash, j.relay_commitment
         """
 
-    private static func failUnreadable(_ db: PostgresConnection, id: Int64, reason: String, worker: String) throws {
-        let sentence = "the job's row cannot be read (\(reason)); it needs a person"
+    static func failUnreadable(_ db: PostgresConnection, id: Int64, reason: String, worker: String, what: String = "the job's row") throws {
+        let sentence = "\(what) cannot be read (\(reason)); it needs a person"
         try db.transaction { db in
             try db.execute("""
                 UPDATE crynux.jobs SET status = 'failed', finished_at = now(), run_at = NULL, locked_by = NULL, locked_until = NULL,
-                    lease_token = lease_token + 1, last_error = $2, updated_at = now() WHERE id = $1
+                    lease_token = lease_token + 1, last_error = $2, updated_at = now() WHERE id = $1 AND status = 'pending'
                 """, [id, sentence])
             try db.execute("""
                 INSERT INTO crynux.job_events (job_id, from_status, from_stage, to_status, to_stage, detail, worker)

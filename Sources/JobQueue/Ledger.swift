@@ -150,7 +150,22 @@ extension JobStore {
                    OR NOT ((t.purpose IN ('create_task', 'fill_nonce') AND j.stage = 'create' AND j.tx_nonce IS NOT DISTINCT FROM t.nonce)
                            OR (t.purpose = 'cancel_task' AND j.stage = 'poll')))
             ORDER BY t.nonce, t.signed_at
-            """, [wallet.bytes.hex, try int64(nonce, "nonce")]).map { try StoredTransaction(row: $0) }
+            """, [wallet.bytes.hex, try int64(nonce, "nonce")]).compactMap { try readable($0, db) }
+    }
+
+    /// A job_transactions row, or nil when no code can read it (written before the CHECKs of
+    /// migration 4, or by hand): its job fails with the reason, as an unreadable job row does,
+    /// instead of looping on lease expiry and stopping the keeper of its wallet on every pass.
+    static func readable(_ row: PostgresRow, _ db: PostgresConnection) throws -> StoredTransaction? {
+        do {
+            return try StoredTransaction(row: row)
+        } catch let error as PostgresError where error.kind == .decoding {
+            let hash = (try? row.optional("tx_hash", as: String.self)).flatMap { $0 } ?? "?"
+            if let jobId = (try? row.optional("job_id", as: Int64.self)).flatMap({ $0 }) {
+                try failUnreadable(db, id: jobId, reason: "\(error)", worker: "store", what: "the job's transaction \(hash)")
+            }
+            return nil
+        }
     }
 
     /// Nonces from `nonce` up to the wallet's next one that no stored transaction uses: reserved
@@ -221,7 +236,11 @@ extension JobStore {
               AND ($4::timestamptz IS NULL OR signed_at >= $4)
             ORDER BY signed_at, tx_hash
             """, [job.id, purposes, purpose == .createTask ? try job.txNonce.map { try int64($0, "nonce") } : nil,
-                  purpose == .cancelTask ? job.txSignedAt : nil]).map { try StoredTransaction(row: $0) }
+                  purpose == .cancelTask ? job.txSignedAt : nil]).map { row in
+            // A stage must not decide on part of the job's transactions: the job fails instead.
+            guard let tx = try readable(row, db) else { throw LeaseLost() }
+            return tx
+        }
     }
 
     /// Makes sure the wallet row exists and is not behind the chain: a nonce the chain has already

@@ -325,6 +325,26 @@ struct MoneySafetyStageTests {
         #expect(try h.transactions(otherWallet).count == 1)
     }
 
+    /// A transaction row no code can read (written by hand, or before the CHECKs of migration 4)
+    /// fails its job with the reason, instead of the job looping on lease expiry and the wallet's
+    /// keeper failing on every pass.
+    @Test func anUnreadableTransactionRowFailsItsJobNotTheWorker() throws {
+        let h = try StageHarness()
+        let id = try h.submit()
+        _ = try h.runOnce(id)
+        let tx = try #require(try h.transactions(id).first)
+        try h.db.execute("ALTER TABLE crynux.job_transactions DROP CONSTRAINT job_transactions_numbers_valid")
+        try h.db.execute("UPDATE crynux.job_transactions SET gas_limit = -1 WHERE tx_hash = $1", [tx.hash.hex])
+        try h.db.execute("UPDATE crynux.jobs SET run_at = now() WHERE id = $1", [id])
+        _ = try? h.runOnce(id)
+        let job = try h.job(id)
+        #expect(job.status == .failed && job.lastError?.hasPrefix("the job's transaction \(tx.hash.hex) cannot be read") == true, "\(job.lastError ?? "")")
+        // The keeper, which now follows that transaction (its job has ended), passes over it.
+        let keeper = WalletKeeper(network: h.network, config: h.config, log: WorkerLog(name: "k", quiet: true))
+        try keeper.pass(h.db, h.wallet)
+        try keeper.pass(h.db, h.wallet)
+    }
+
     // MARK: idle threads
 
     @Test func aJobLeasedByADeadWorkerIsNotDueUntilItsLeaseEnds() throws {
