@@ -63,9 +63,18 @@ public enum JobStore {
 
     @discardableResult
     public static func submit(_ db: PostgresConnection, _ job: JobSubmission) throws -> Int64 {
+        // The columns are 32-bit: a larger number is an error to report, not a trap.
+        guard let priority = Int32(exactly: job.priority) else {
+            throw PostgresError(.usage, "priority \(job.priority) is outside -2147483648...2147483647")
+        }
+        var vram: Int32?
+        if let limit = job.vramLimit {
+            guard let fits = Int32(exactly: limit) else { throw PostgresError(.usage, "vram_limit \(limit) is outside the 32-bit range") }
+            vram = fits
+        }
         let id = try db.query("SELECT crynux.submit_job($1, $2, $3, $4, $5, $6::numeric, $7) AS id",
-                              [job.kind, job.taskArgs, Int32(job.priority), job.notBefore, job.idempotencyKey,
-                               job.feeWei, job.vramLimit.map { Int32($0) }])[0].get("id", as: Int64.self)
+                              [job.kind, job.taskArgs, priority, job.notBefore, job.idempotencyKey,
+                               job.feeWei, vram])[0].get("id", as: Int64.self)
         if let override = job.taskTypeOverride {
             try db.execute("UPDATE crynux.jobs SET task_type_override = $2 WHERE id = $1 AND tx_nonce IS NULL",
                            [id, Int32(override)])

@@ -177,6 +177,38 @@ public struct WorkerConfig: Sendable {
         return min(exponential, retryMax) * Double.random(in: 0.8...1.2)
     }
 
+    /// Every number in one place, checked before anything runs: a duration that is not a finite
+    /// number of seconds up to ten years (`inf`, `nan`, 1e300) would trap where it becomes a
+    /// timer or an integer; counts must be positive. Throws naming the setting.
+    public func validated() throws -> WorkerConfig {
+        let tenYears = 10 * 365 * 86_400.0
+        let durations: [(String, Double?, Double)] = [
+            ("lease-seconds", leaseSeconds, 1), ("idle-interval", idleInterval, 0.01), ("poll-interval", pollInterval, 0.01),
+            ("poll-interval-max", pollIntervalMax, 0.01), ("results-upload-wait", resultsUploadWait, 0), ("retry-base", retryBase, 0),
+            ("retry-max", retryMax, 0), ("validation-timeout", lithiumValidationTimeout, 0.01), ("validation-margin", lithiumValidationMargin, 0),
+            ("relay-request-rate", relayRequestRate, 0), ("rebroadcast-after", rebroadcastAfter, 0), ("replace-after", replaceAfter, 0),
+            ("max-gas-share-of-fee", maxGasShareOfFee, 0), ("create-deadline", createDeadline, 1), ("admission-retry", admissionRetry, 0.01),
+            ("funds-retry", fundsRetry, 0.01), ("wallet-check-interval", walletCheckInterval, 0.01), ("queue-timeout", queueTimeout, 0.01),
+            ("keeper-interval", keeperInterval, 0.01), ("prune-succeeded-older-than", pruneSucceededAfter, 0),
+            ("prune-failed-older-than", pruneFailedAfter, 0), ("prune-interval", pruneInterval, 0.01), ("upload-deadline", uploadDeadline, 0),
+            ("fetch-deadline", fetchDeadline, 0), ("cancel-grace", cancelGrace, 0), ("startup-timeout", startupTimeout, 0),
+            ("shutdown-grace", shutdownGrace, 0),
+        ]
+        for (flag, value, minimum) in durations {
+            guard let value else { continue }
+            guard value.isFinite, value >= minimum, value <= tenYears else {
+                throw WorkerError("--\(flag) must be a number from \(minimum) to \(Int(tenYears)) (got \(value))")
+            }
+        }
+        let counts: [(String, Int, Int)] = [("concurrency", concurrency, 1), ("claim-batch", claimBatch, 1), ("poll-batch", pollBatch, 1),
+                                            ("low-funds-jobs", lowFundsJobs, 1), ("max-recreations", maxRecreations, 0)]
+        for (flag, value, minimum) in counts where value < minimum || value > 1_000_000 {
+            throw WorkerError("--\(flag) must be a whole number from \(minimum) to 1000000 (got \(value))")
+        }
+        guard pollIntervalMax >= pollInterval else { throw WorkerError("--poll-interval-max must be at least --poll-interval") }
+        return self
+    }
+
     /// The highest price a replacement may pay, given the first price, the gas limit and the fee.
     func gasPriceCeiling(firstPrice: BigUInt, gasLimit: UInt64, fee: BigUInt) -> BigUInt {
         var ceiling = maxGasPriceWei ?? firstPrice * BigUInt(gasPriceCeilingFactor)

@@ -83,6 +83,8 @@ struct Submit: ParsableCommand {
 
     func validate() throws {
         guard ["sd", "gpt"].contains(kind) else { throw ValidationError("--kind must be sd or gpt") }
+        guard Int32(exactly: priority) != nil else { throw ValidationError("--priority must be within -2147483648...2147483647") }
+        if let vramLimit, !(1...100_000).contains(vramLimit) { throw ValidationError("--vram-limit must be from 1 to 100000 GB") }
         if let feeWei, feeWei.isEmpty || !feeWei.allSatisfy({ $0.isASCII && $0.isNumber }) {
             throw ValidationError("--fee-wei must be a whole number of wei")
         }

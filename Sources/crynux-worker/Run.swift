@@ -290,6 +290,11 @@ struct Run: ParsableCommand {
         guard let log = WorkerLog(name: config.workerName, format: format, levelName: levelName) else {
             throw ValidationError("--log-level must be one of \(WorkerLog.levelNames.joined(separator: ", "))")
         }
+        do {
+            config = try config.validated()
+        } catch let error as WorkerError {
+            throw ValidationError(error.description)
+        }
         let runtime = WorkerRuntime(config: config, log: log)
         let signals = runtime.installSignalHandlers()
         defer { signals.forEach { $0.cancel() } }

@@ -30,6 +30,23 @@ struct CommandLineTests {
         }
     }
 
+    /// Numbers that do not fit are usage errors named by their flag, never a trap (they trapped
+    /// where they became a timer or a 32-bit column).
+    @Test func numbersThatDoNotFitAreRefusedByName() throws {
+        var env = self.env
+        env["CRYNUX_PRIVATE_KEY"] = String(repeating: "1", count: 64)
+        for (flag, value) in [("--shutdown-grace", "inf"), ("--lease-seconds", "1e300"), ("--poll-interval", "nan"), ("--concurrency", "0")] {
+            let run = try Products.runWorker(["run", "--relay-url", "http://127.0.0.1:9", flag, value], environment: env)
+            #expect(run.status == 64 && run.output.contains(flag), "\(flag) \(value): \(run.status) \(run.output)")
+        }
+        let submit = try Products.runWorker(["submit", "--kind", "gpt", "--priority", "99999999999", "--file", "/dev/null"], environment: self.env)
+        #expect(submit.status == 64 && submit.output.contains("--priority"), "\(submit.status) \(submit.output)")
+        // Below the command line, the store refuses it too.
+        #expect(throws: PostgresError.self) {
+            try JobStore.submit(try database.connect(), JobSubmission(kind: "gpt", taskArgs: "{}", priority: Int(Int32.max) + 1))
+        }
+    }
+
     @Test func statusIsAnAlignedTableAndJSON() throws {
         let db = try database.connect()
         let args = #"{"base_model":"m","prompt":"status","task_config":{"num_images":1}}"#
