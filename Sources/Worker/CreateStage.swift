@@ -276,8 +276,9 @@ struct CreateStage {
             let giveUp = job.cancelRequested ? "cancel requested before createTask was mined"
                 : context.seconds(since: creates.first?.signedAt ?? context.now) > config.createDeadline
                 ? "createTask not mined within \(Int(config.createDeadline)) s of its signature" : nil
-            let ceiling = config.gasPriceCeiling(firstPrice: creates.first?.gasPrice ?? latest.gasPrice, gasLimit: latest.gasLimit,
-                                                 fee: latest.value)
+            // Hydrogen's fee is pulled in CNX (the value is 0): the share is of that fee.
+            let fee = context.network.profile == .hydrogen ? job.tokenFeeWei ?? job.feeWeiOverride ?? config.tokenTaskFeeWei : latest.value
+            let ceiling = config.gasPriceCeiling(firstPrice: creates.first?.gasPrice ?? latest.gasPrice, gasLimit: latest.gasLimit, fee: fee)
             switch try NonceFollower(context: context).next(txs, replacement: .sameCall(try createTaskCall(of: job, context), ceiling: ceiling),
                                                             giveUp: giveUp) {
             case .mined(let tx, let receipt): return try mined(job, tx, receipt, context)

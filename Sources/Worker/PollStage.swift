@@ -159,7 +159,7 @@ struct PollStage {
         let call = context.network.cancelTaskCall(taskId: taskId)
         if let newest = sent.last {
             let current = sent.filter { $0.nonce == newest.nonce }
-            let ceiling = config.gasPriceCeiling(firstPrice: current[0].gasPrice, gasLimit: newest.gasLimit, fee: job.feeWei ?? 0)
+            let ceiling = config.gasPriceCeiling(firstPrice: current[0].gasPrice, gasLimit: newest.gasLimit, fee: job.tokenFeeWei ?? job.feeWei ?? 0)
             switch try NonceFollower(context: context).next(current, replacement: .sameCall(call, ceiling: ceiling)) {
             case .mined(_, let receipt) where receipt.status:
                 return .wait(after: 2, facts: facts)  // the abort shows on a later poll

@@ -212,7 +212,8 @@ public struct WorkerConfig: Sendable {
     /// The highest price a replacement may pay, given the first price, the gas limit and the fee.
     func gasPriceCeiling(firstPrice: BigUInt, gasLimit: UInt64, fee: BigUInt) -> BigUInt {
         var ceiling = maxGasPriceWei ?? firstPrice * BigUInt(gasPriceCeilingFactor)
-        if let share = maxGasShareOfFee, gasLimit > 0 {
+        // A share of no fee (a task whose fee is not known here) would forbid every bump.
+        if let share = maxGasShareOfFee, gasLimit > 0, fee > 0 {
             let basisPoints = BigUInt(max(0, min(share, 1)) * 10_000)
             ceiling = min(ceiling, fee * basisPoints / 10_000 / BigUInt(gasLimit))
         }

@@ -155,6 +155,20 @@ struct HydrogenStageTests {
         #expect(try ids.filter { !(try h.transactions($0)).isEmpty }.count == 5)
     }
 
+    /// --max-gas-share-of-fee is a share of the CNX fee on Hydrogen (the createTask's value is
+    /// 0 there, so no replacement was ever allowed).
+    @Test func theGasShareOfTheFeeIsOfTheCNXFee() throws {
+        let h = try Self.harness(allowance: 10 * Self.fee) {
+            $0.rebroadcastAfter = 0; $0.replaceAfter = 1; $0.maxGasShareOfFee = 0.5; $0.createDeadline = 1e6
+        }
+        let id = try h.submit()
+        _ = try h.runOnce(id)
+        try h.age(id, seconds: 60)
+        _ = try h.runOnce(id)
+        let creates = try h.transactions(id).filter { $0.purpose == .createTask }
+        #expect(creates.count == 2 && creates[creates.count - 1].gasPrice > creates[0].gasPrice, "\(creates.map(\.gasPrice))")
+    }
+
     @Test func tooFewCNXWaitsWithNothingSignedAndResumesOnceFunded() throws {
         let h = try Self.harness(balance: 29 * Self.cnx)
         let id = try h.submit()
