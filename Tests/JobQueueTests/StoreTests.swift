@@ -21,6 +21,16 @@ struct StoreTests {
         try JobStore.reconcileWallet(db, wallet, chainId: 1, pendingNonce: 3)
     }
 
+    /// One job per task of a chain: a second row naming it is refused by the schema.
+    @Test func twoJobsCannotHoldOneTaskOfOneChain() throws {
+        let a = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args))
+        let b = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args))
+        let set = "UPDATE crynux.jobs SET network_profile = 'era-d', chain_id = $2, task_id = 7 WHERE id = $1"
+        try db.execute(set, [a, Int64(1)])
+        #expect(throws: PostgresError.self) { try db.execute(set, [b, Int64(1)]) }
+        try db.execute(set, [b, Int64(2)])  // the same id on another chain is another task
+    }
+
     private func claimed() throws -> Job {
         try #require(try JobStore.claim(db, worker: "w", limit: 1, leaseSeconds: 60).first)
     }
