@@ -53,16 +53,18 @@ public enum GasEstimate: Sendable, Equatable {
 public struct QueueState: Sendable, Equatable {
     public let size: UInt64
     public let limit: UInt64
-    /// When the size was read: tasks of ours mined after it are not in it.
-    public let readAt: Date
+    /// The block the size was read at: our tasks mined after it are not in it. A block number,
+    /// not a clock: worker, database and node clocks may disagree, and a load-balanced node may
+    /// answer from a block behind.
+    public let readBlock: UInt64
     /// The lowest price (fee per result, wei) among queued tasks; nil when none waits. A new task
     /// priced below it starts after all of them and is the first evicted.
     public let cheapestPrice: BigUInt?
 
-    public init(size: UInt64, limit: UInt64, readAt: Date = Date(), cheapestPrice: BigUInt? = nil) {
+    public init(size: UInt64, limit: UInt64, readBlock: UInt64 = 0, cheapestPrice: BigUInt? = nil) {
         self.size = size
         self.limit = limit
-        self.readAt = readAt
+        self.readBlock = readBlock
         self.cheapestPrice = cheapestPrice
     }
 }
@@ -289,8 +291,9 @@ public final class EraDNetwork: RPCTaskNetwork, @unchecked Sendable {
         if let (state, at) = queueCache.withLock({ cachedQueue }), -at.timeIntervalSinceNow < 0.5 { return state }
         // The limit changes only by an owner transaction: asked once a minute.
         let knownLimit = queueCache.withLock { cachedLimit.flatMap { -$0.at.timeIntervalSinceNow < 60 ? $0.value : nil } }
+        let block = BlockTag.number(try rpc.blockNumber())
         var requests: [(method: String, params: [JSON])] = [
-            ("eth_call", EthereumClient.callParams(CallRequest(to: queue.address, data: TaskQueueContract.sizeSelector))),
+            ("eth_call", EthereumClient.callParams(CallRequest(to: queue.address, data: TaskQueueContract.sizeSelector), block: block)),
         ]
         if knownLimit == nil {
             requests.append(("eth_call", EthereumClient.callParams(CallRequest(to: queue.address, data: TaskQueueContract.sizeLimitSelector))))
@@ -301,7 +304,8 @@ public final class EraDNetwork: RPCTaskNetwork, @unchecked Sendable {
         }
         let now = Date()
         let size = try word(0)
-        let state = QueueState(size: size, limit: try knownLimit ?? word(1), readAt: now,
+        guard case .number(let readBlock) = block else { throw ContractDecodingError("no block") }
+        let state = QueueState(size: size, limit: try knownLimit ?? word(1), readBlock: readBlock,
                                cheapestPrice: size > 0 ? try cheapestQueuedPrice() : nil)
         queueCache.withLock {
             cachedQueue = (state, now)

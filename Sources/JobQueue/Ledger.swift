@@ -20,7 +20,7 @@ extension JobStore {
                 // include: signed and not yet mined, or mined after it was read (with 5 s for the
                 // two clocks). Over-counting only delays; under-counting could evict our own.
                 try db.execute("SELECT pg_advisory_xact_lock($1)", [admissionLockKey])
-                guard try admissionCounts(db, since: admission.queueReadAt).onTheWay < admission.room else { throw AdmissionDenied() }
+                guard try admissionCounts(db, sinceBlock: admission.queueReadBlock).onTheWay < admission.room else { throw AdmissionDenied() }
             }
             let nonce: UInt64
             if let reuse = draft.replacingNonce {
@@ -84,16 +84,16 @@ extension JobStore {
 
     static let admissionLockKey: Int64 = 0x4352_594E_0001
 
-    /// Our createTasks the queue's size read at `queueReadAt` does not include (signed and not
-    /// yet mined, or mined after it was read, with 5 s for the two clocks), and the jobs waiting
-    /// in create with nothing signed: the backlog that waits for room.
-    public static func admissionCounts(_ db: PostgresConnection, since queueReadAt: Date) throws -> (onTheWay: Int64, waiting: Int64) {
+    /// Our createTasks the queue's size read at block `block` does not include (signed and not
+    /// yet mined, or mined in a later block), and the jobs waiting in create with nothing signed:
+    /// the backlog that waits for room. Blocks, not clocks (worker, database and node clocks may
+    /// disagree by more than any margin).
+    public static func admissionCounts(_ db: PostgresConnection, sinceBlock block: UInt64) throws -> (onTheWay: Int64, waiting: Int64) {
         let row = try db.query("""
-            SELECT count(*) FILTER (WHERE (stage = 'create' AND tx_nonce IS NOT NULL)
-                                       OR tx_mined_at >= $1::timestamptz - interval '5 seconds') AS on_the_way,
+            SELECT count(*) FILTER (WHERE (stage = 'create' AND tx_nonce IS NOT NULL) OR tx_block_number > $1) AS on_the_way,
                    count(*) FILTER (WHERE stage = 'create' AND tx_nonce IS NULL) AS waiting
             FROM crynux.jobs WHERE status = 'pending'
-            """, [queueReadAt])[0]
+            """, [try int64(min(block, UInt64(Int64.max)), "block")])[0]
         return (try row.get("on_the_way"), try row.get("waiting"))
     }
 

@@ -78,7 +78,7 @@ public struct TransactionDraft: Sendable, Equatable {
     public static func == (a: TransactionDraft, b: TransactionDraft) -> Bool {
         a.purpose == b.purpose && a.wallet == b.wallet && a.replacingNonce == b.replacingNonce && a.to == b.to && a.data == b.data
             && a.value == b.value && a.gasLimit == b.gasLimit && a.gasPrice == b.gasPrice && a.tip == b.tip
-            && a.admission?.room == b.admission?.room && a.admission?.queueReadAt == b.admission?.queueReadAt
+            && a.admission?.room == b.admission?.room && a.admission?.queueReadBlock == b.admission?.queueReadBlock
             && a.lastApprovalSeen == b.lastApprovalSeen
             && a.tokenStanding?.available == b.tokenStanding?.available && a.tokenStanding?.fee == b.tokenStanding?.fee
     }
@@ -97,8 +97,8 @@ public struct TransactionDraft: Sendable, Equatable {
     public var tip: BigUInt?
     /// Admission control for a new createTask: it is signed only while fewer than `room`
     /// createTasks (of every wallet and worker) are on their way to the queue: signed and not yet
-    /// mined, or mined after the queue's size was read at `queueReadAt`. nil: no limit.
-    public var admission: (room: UInt64, queueReadAt: Date)?
+    /// mined, or mined in a block after the one the queue's size was read at. nil: no limit.
+    public var admission: (room: UInt64, queueReadBlock: UInt64)?
     /// For an approval: the wallet's latest approval when the stage looked (nil: none). The store
     /// signs it only if none was signed since: one mined a moment ago may not show in the
     /// allowance the stage read.
@@ -110,7 +110,7 @@ public struct TransactionDraft: Sendable, Equatable {
     public var tokenStanding: (available: BigUInt, fee: BigUInt)?
 
     public init(purpose: TransactionPurpose, wallet: Address, replacingNonce: UInt64? = nil, to: Address, data: [UInt8],
-                value: BigUInt, gasLimit: UInt64, gasPrice: BigUInt, tip: BigUInt?, admission: (room: UInt64, queueReadAt: Date)? = nil) {
+                value: BigUInt, gasLimit: UInt64, gasPrice: BigUInt, tip: BigUInt?, admission: (room: UInt64, queueReadBlock: UInt64)? = nil) {
         self.purpose = purpose
         self.wallet = wallet
         self.replacingNonce = replacingNonce

@@ -58,7 +58,7 @@ struct CreateStage {
         // The store decides under its lock when signing; asking it first spares a backlog the
         // gas estimate (the node's costliest answer) of every create that would be refused.
         if queue.limit != .max {
-            let counts = try context.admissionCounts(queue.readAt)
+            let counts = try context.admissionCounts(queue.readBlock)
             if counts.onTheWay >= Int64(clamping: queue.limit - queue.size) {
                 // A backlog many times the queue looks less often, all its jobs alike (so their
                 // order holds): still far more looks than slots free up, at a fraction of the writes.
@@ -111,7 +111,7 @@ struct CreateStage {
             return waitForFunds(job, "the wallet \(context.wallet.address.checksummed) holds \(cnx(conditions.nativeBalance)) and the createTask may cost \(cnx(cost)) (\(hydrogen ? "gas" : "fee and gas"))", context)
         }
         var draft = context.draft(.createTask, call, gasLimit: gasLimit, gasPrice: price, tip: tip,
-                                  admission: (queue.limit - queue.size, queue.readAt))
+                                  admission: (queue.limit - queue.size, queue.readBlock))
         if let token = conditions.token {
             draft.tokenStanding = (min(token.balance, token.allowance), job.feeWeiOverride ?? config.tokenTaskFeeWei)
         }

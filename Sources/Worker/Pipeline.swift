@@ -134,7 +134,7 @@ struct Pipeline {
         return StageContext(network: network, config: config, wallet: wallet, justSigned: justSigned,
                             approvals: { (try JobStore.pendingApproval(db, wallet: wallet.address),
                                           try JobStore.latestApproval(db, wallet: wallet.address)) },
-                            admissionCounts: { try JobStore.admissionCounts(db, since: $0) }) { purpose in
+                            admissionCounts: { try JobStore.admissionCounts(db, sinceBlock: $0) }) { purpose in
             try JobStore.transactions(db, of: job, purpose: purpose)
         }
     }

@@ -19,13 +19,13 @@ final class StageContext {
     /// The wallet's approval on its way, if any (Hydrogen).
     /// The wallet's approval that may still be mined, and its most recent one whatever its fate.
     let approvals: () throws -> (pending: StoredTransaction?, latest: [UInt8]?)
-    /// Our createTasks on their way to the queue that a size read at this time does not count,
+    /// Our createTasks on their way to the queue that a size read at this block does not count,
     /// and the unsigned creates waiting for room.
-    let admissionCounts: (Date) throws -> (onTheWay: Int64, waiting: Int64)
+    let admissionCounts: (UInt64) throws -> (onTheWay: Int64, waiting: Int64)
 
     init(network: any TaskNetwork, config: WorkerConfig, wallet: Wallet, now: Date = Date(), justSigned: StoredTransaction? = nil,
          approvals: @escaping () throws -> (pending: StoredTransaction?, latest: [UInt8]?) = { (nil, nil) },
-         admissionCounts: @escaping (Date) throws -> (onTheWay: Int64, waiting: Int64) = { _ in (0, 0) },
+         admissionCounts: @escaping (UInt64) throws -> (onTheWay: Int64, waiting: Int64) = { _ in (0, 0) },
          ledger: @escaping (TransactionPurpose) throws -> [StoredTransaction]) {
         self.approvals = approvals
         self.admissionCounts = admissionCounts
@@ -88,7 +88,7 @@ final class StageContext {
 
     /// A transaction to sign from the wallet.
     func draft(_ purpose: TransactionPurpose, _ call: ContractCall, gasLimit: UInt64, gasPrice: BigUInt, tip: BigUInt?,
-               replacingNonce: UInt64? = nil, admission: (room: UInt64, queueReadAt: Date)? = nil) -> TransactionDraft {
+               replacingNonce: UInt64? = nil, admission: (room: UInt64, queueReadBlock: UInt64)? = nil) -> TransactionDraft {
         TransactionDraft(purpose: purpose, wallet: wallet.address, replacingNonce: replacingNonce, to: call.to, data: call.data,
                          value: call.value, gasLimit: gasLimit, gasPrice: gasPrice, tip: tip, admission: admission)
     }
