@@ -10,6 +10,9 @@ public enum SendVerdict: Sendable, Equatable {
     /// These bytes can never be mined: the wallet cannot pay value + gas, or the gas is beyond
     /// what a block holds. Only a different transaction can use the nonce.
     case refusedForGood(String)
+    /// Ethermint: the nonce is ahead of the account's next one (`expected`), which it does not
+    /// queue as geth does: the transactions of the nonces between must reach the node first.
+    case nonceGap(expected: UInt64, message: String)
     /// Any other refusal, with the node's message; it may pass later.
     case rejected(String)
 }
@@ -32,7 +35,7 @@ extension JSONRPCError {
         if let (got, expected) = Self.ethermintNonce(text) {
             // Ethermint checks nonce == the account's next sequence (counting its mempool): a
             // lower one is used (mined or pending), a higher one is a gap that may close.
-            return got < expected ? .nonceTooLow : .rejected(message)
+            return got < expected ? .nonceTooLow : .nonceGap(expected: expected, message: message)
         }
         if text.contains("underpriced") { return .underpriced(message) }
         if text.contains("insufficient funds") || text.contains("exceeds block gas limit") || text.contains("intrinsic gas too low")

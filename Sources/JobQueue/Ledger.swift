@@ -82,6 +82,18 @@ extension JobStore {
             """, [wallet.bytes.hex])[0].get(0, as: Int64.self))
     }
 
+    /// The wallet's transaction to send at each nonce in `[from, below)`: the newest not refused
+    /// and not known mined, one per nonce, in nonce order (what an Ethermint node needs before a
+    /// later nonce; every worker stores them, so any worker can send them).
+    public static func sendableTransactions(_ db: PostgresConnection, wallet: Address, fromNonce from: UInt64, below: UInt64) throws
+        -> [StoredTransaction] {
+        try db.query("""
+            SELECT DISTINCT ON (t.nonce) t.* FROM crynux.job_transactions t
+            WHERE t.wallet_address = $1 AND t.nonce >= $2 AND t.nonce < $3 AND t.mined_block IS NULL AND t.refused_at IS NULL
+            ORDER BY t.nonce, t.signed_at DESC
+            """, [wallet.bytes.hex, try int64(from, "nonce"), try int64(below, "nonce")]).compactMap { try readable($0, db) }
+    }
+
     static let admissionLockKey: Int64 = 0x4352_594E_0001
 
     /// Our createTasks the queue's size read at block `block` does not include (signed and not

@@ -227,7 +227,7 @@ struct CreateStage {
                              error: "the wallet cannot even pay for the transfer that fills nonce \(tx.nonce): \(message)")
             }
             return .sign(try NonceFollower(context: context).fill([tx]), note: "node refused approve for good (\(message)): nonce \(tx.nonce) is filled instead")
-        case .rejected(let message):
+        case .rejected(let message), .nonceGap(_, let message):
             // Stored, so the wallet keeper sends it again.
             return .wait(after: context.config.backoff(attempt: job.stageAttempts), failedTry: true, error: "node refused approve: \(message)")
         }
@@ -310,6 +310,10 @@ struct CreateStage {
             }
             return .sign(try NonceFollower(context: context).fill(txs),
                          note: "node refused createTask for good (\(message)): nonce \(toSend.nonce) is filled instead")
+        case .nonceGap(_, let message):
+            // The nonces before ours did not reach the node yet (their senders will, and so did we
+            // where we could): soon again, not as a failure of this job.
+            return .wait(after: 1, error: "node refused createTask: \(message)")
         case .rejected(let message):
             return .wait(after: config.backoff(attempt: job.stageAttempts), note: "node refused createTask: \(message)", failedTry: true,
                          error: "node refused createTask: \(message)")

@@ -22,13 +22,17 @@ final class StageContext {
     /// Our createTasks on their way to the queue that a size read at this block does not count,
     /// and the unsigned creates waiting for room.
     let admissionCounts: (UInt64) throws -> (onTheWay: Int64, waiting: Int64)
+    /// The wallet's stored transactions to send at the nonces in `[from, below)`.
+    let walletTransactions: (UInt64, UInt64) throws -> [StoredTransaction]
 
     init(network: any TaskNetwork, config: WorkerConfig, wallet: Wallet, now: Date = Date(), justSigned: StoredTransaction? = nil,
          approvals: @escaping () throws -> (pending: StoredTransaction?, latest: [UInt8]?) = { (nil, nil) },
          admissionCounts: @escaping (UInt64) throws -> (onTheWay: Int64, waiting: Int64) = { _ in (0, 0) },
+         walletTransactions: @escaping (UInt64, UInt64) throws -> [StoredTransaction] = { _, _ in [] },
          ledger: @escaping (TransactionPurpose) throws -> [StoredTransaction]) {
         self.approvals = approvals
         self.admissionCounts = admissionCounts
+        self.walletTransactions = walletTransactions
         self.network = network
         self.config = config
         self.wallet = wallet
@@ -46,8 +50,18 @@ final class StageContext {
         try ledger(purpose)
     }
 
-    /// Sends stored bytes (again). Network failures throw; the node's verdict is returned.
+    /// Sends stored bytes (again). Network failures throw; the node's verdict is returned. A node
+    /// that refuses a nonce ahead of the account's (Ethermint: no queue for future nonces) gets
+    /// the wallet's stored transactions of the nonces between first, in order, then these bytes
+    /// again: one worker's send no longer waits for another worker's turn.
     func broadcast(_ tx: StoredTransaction) throws -> SendVerdict {
+        observed.sent.append(tx.hash)
+        let verdict = try network.send(raw: tx.raw)
+        guard case .nonceGap(let expected, _) = verdict, expected < tx.nonce, tx.nonce - expected <= 64 else { return verdict }
+        for earlier in try walletTransactions(expected, tx.nonce) {
+            observed.sent.append(earlier.hash)
+            guard case .accepted = try network.send(raw: earlier.raw) else { return verdict }
+        }
         observed.sent.append(tx.hash)
         return try network.send(raw: tx.raw)
     }

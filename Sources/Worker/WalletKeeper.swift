@@ -64,7 +64,7 @@ struct WalletKeeper {
 
     private func send(_ tx: StoredTransaction, _ context: StageContext) throws {
         switch try context.broadcast(tx) {
-        case .accepted, .nonceTooLow, .rejected: break
+        case .accepted, .nonceTooLow, .rejected, .nonceGap: break
         case .underpriced(let message), .refusedForGood(let message): context.refused(tx, message)
         }
     }

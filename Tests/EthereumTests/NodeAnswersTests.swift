@@ -22,7 +22,7 @@ import Testing
         #expect(verdict("invalid nonce; got 4, expected 5: invalid sequence: invalid sequence") == .nonceTooLow)
         // A gap: a nonce beyond the next one may pass once the gap closes; never "used".
         #expect(verdict("invalid nonce; got 9, expected 5: invalid sequence")
-                == .rejected("invalid nonce; got 9, expected 5: invalid sequence"))
+                == .nonceGap(expected: 5, message: "invalid nonce; got 9, expected 5: invalid sequence"))
         // Garbled numbers are not a verdict on the nonce.
         #expect(verdict("invalid nonce; got x, expected 5") == .rejected("invalid nonce; got x, expected 5"))
         #expect(verdict("invalid nonce; got 99999999999999999999999, expected 5")

@@ -159,4 +159,22 @@ struct NonceFollowerTests {
         h.network.script { $0.tasks[42] = TaskState(phase: .succeeded(resultNode: Address(bytes: [UInt8](repeating: 7, count: 20)))) }
         #expect(try h.runOnce(id).stage == .fetch)
     }
+
+    /// An Ethermint node refuses a nonce ahead of the account's ("invalid nonce; got 1, expected
+    /// 0") instead of queueing it: the wallet's stored transaction of the nonce between goes first,
+    /// sent by whichever worker met the gap, then ours again.
+    @Test func aNonceGapOnEthermintSendsTheStoredTransactionsBetweenFirst() throws {
+        let h = try StageHarness(configure: Self.config)
+        let first = try h.submit(PipelineHarness.sdArgs(images: 1, prompt: "first"))
+        try h.runOnce(first)
+        let earlier = try #require(try h.transactions(first).first)
+        let second = try h.submit(PipelineHarness.sdArgs(images: 1, prompt: "second"))
+        try h.db.execute("UPDATE crynux.jobs SET run_at = now() + interval '1 hour' WHERE id = $1", [first])
+        h.network.script { $0.sendVerdicts = [.nonceGap(expected: 0, message: "invalid nonce; got 1, expected 0: invalid sequence")] }
+        let job = try h.runOnce(second)
+        let ours = try #require(try h.transactions(second).first)
+        #expect(ours.nonce == 1 && earlier.nonce == 0)
+        #expect(Array(h.network.sent.suffix(3)) == [ours.raw, earlier.raw, ours.raw])
+        #expect(job.stageAttempts == 0 && job.status == .pending)
+    }
 }
