@@ -40,9 +40,9 @@ public final class HydrogenNetwork: RPCTaskNetwork, @unchecked Sendable {
 
     /// The fee is the contract's private `taskFeePerNode` × 3, pulled in CNX: `request.fee` and
     /// `request.cap` are not part of the call.
-    public func planCreateTask(_ request: TaskRequest) throws -> CreatePlan {
+    public func createTaskCall(_ request: TaskRequest) throws -> ContractCall {
         let data = try task.createTaskCall(taskType: request.taskType, taskHash: request.taskHash, vramLimit: request.vramLimit)
-        return CreatePlan(createTask: ContractCall(to: task.address, data: data))
+        return ContractCall(to: task.address, data: data)
     }
 
     /// The refund of a cancel comes back in CNX.

@@ -34,15 +34,6 @@ public struct TaskRequest: Sendable, Equatable {
     }
 }
 
-/// The transactions that create a task, in order. Era D: one payable createTask.
-public struct CreatePlan: Sendable, Equatable {
-    public let createTask: ContractCall
-
-    public init(createTask: ContractCall) {
-        self.createTask = createTask
-    }
-}
-
 public enum GasEstimate: Sendable, Equatable {
     case gas(UInt64)
     /// The node simulated the call and it reverts, for this reason.
@@ -186,7 +177,8 @@ public protocol TaskNetwork: Sendable {
     var sdSchema: SDSchema { get }
 
     // Transactions
-    func planCreateTask(_ request: TaskRequest) throws -> CreatePlan
+    /// The createTask call (era D: payable, carrying the fee; Hydrogen: the fee is pulled in CNX).
+    func createTaskCall(_ request: TaskRequest) throws -> ContractCall
     func cancelTaskCall(taskId: UInt64) -> ContractCall
     /// Gas estimate and prices for a createTask, with the wallet's token standing where the fee is
     /// paid in tokens, in one round trip.
@@ -329,10 +321,10 @@ public final class EraDNetwork: RPCTaskNetwork, @unchecked Sendable {
         }
     }
 
-    public func planCreateTask(_ request: TaskRequest) throws -> CreatePlan {
+    public func createTaskCall(_ request: TaskRequest) throws -> ContractCall {
         let data = try task.createTaskCall(taskType: request.taskType, taskHash: request.taskHash, vramLimit: request.vramLimit,
                                            cap: request.cap)
-        return CreatePlan(createTask: ContractCall(to: task.address, data: data, value: request.fee))
+        return ContractCall(to: task.address, data: data, value: request.fee)
     }
 
     public func cancelTaskCall(taskId: UInt64) -> ContractCall {

@@ -198,9 +198,6 @@ public struct StoredTransaction: Sendable, Equatable {
                   refusedAt: try row.optional("refused_at"), refusal: try row.optional("refusal"),
                   minedBlock: try read.unsigned("mined_block"), minedStatus: try row.optional("mined_status"))
     }
-
-    /// Still worth sending: not refused for good, not known to be mined.
-    public var isLive: Bool { refusedAt == nil && minedBlock == nil }
 }
 
 /// One result file of a finished task.

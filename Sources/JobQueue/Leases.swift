@@ -120,7 +120,7 @@ extension JobStore {
 
     /// Applies a stage's outcome if `job`'s lease is still ours, together with its history row and
     /// what the stage observed, in one database transaction. Returns false (writing nothing) when
-    /// another worker or an operator has taken the job since. `.sign` goes through `record`.
+    /// another worker or an operator has taken the job since. `.sign` goes through `storeSigned`.
     @discardableResult
     public static func apply(_ db: PostgresConnection, _ outcome: StageOutcome, to job: Job, worker: String,
                              observed: Observations = Observations()) throws -> Bool {
@@ -155,7 +155,7 @@ extension JobStore {
             case .unsign(let note):
                 update = JobUpdate(stage: .create, facts: JobFacts(), detail: note, resetsAttempts: true, forgetsTask: true)
             case .sign:
-                throw PostgresError(.usage, "a .sign outcome is applied with JobStore.record")
+                throw PostgresError(.usage, "a .sign outcome is applied with JobStore.storeSigned")
             case .prepare(let facts, let note):
                 update = JobUpdate(facts: facts, detail: note)
             }
@@ -169,7 +169,7 @@ extension JobStore {
                     ON CONFLICT (job_id, result_index) DO UPDATE SET content_type = EXCLUDED.content_type, data = EXCLUDED.data, stored_at = now()
                     """, [job.id, try int32(file.index, "result index"), file.contentType, file.data])
             }
-            try record(db, observed)
+            try recordObservations(db, observed)
             return true
         }
     }
@@ -194,7 +194,7 @@ extension JobStore {
 
     /// Writes what a stage observed when its outcome cannot be applied (the lease is gone, or the
     /// stage failed): a send or a receipt is a fact about the chain whoever owns the job now.
-    public static func record(_ db: PostgresConnection, _ observed: Observations) throws {
+    public static func recordObservations(_ db: PostgresConnection, _ observed: Observations) throws {
         for hash in observed.sent {
             try db.execute("UPDATE crynux.job_transactions SET last_sent_at = now(), send_count = send_count + 1 WHERE tx_hash = $1",
                            [hash.hex])

@@ -11,7 +11,7 @@ extension JobStore {
     /// keeping the lease. Throws `LeaseLost` (rolling everything back, the nonce too) when the
     /// lease is gone. `sign` gets the nonce and returns the signed transaction's hash and bytes;
     /// it must not touch the network (the wallet row is locked while it runs).
-    public static func record(_ db: PostgresConnection, _ draft: TransactionDraft, facts: JobFacts, note: String, for job: Job,
+    public static func storeSigned(_ db: PostgresConnection, _ draft: TransactionDraft, facts: JobFacts, note: String, for job: Job,
                               worker: String, observed: Observations = Observations(),
                               sign: (UInt64) throws -> (hash: [UInt8], raw: [UInt8])) throws -> StoredTransaction {
         try db.transaction { db in
@@ -65,7 +65,7 @@ extension JobStore {
             let update = JobUpdate(facts: facts, detail: "\(note): nonce \(nonce), tx \(signed.hash.hex)")
             guard try write(db, update, to: job, worker: worker, keepLease: true, extra: txColumns) else { throw LeaseLost() }
             let stored = try insert(db, draft, nonce: nonce, signed: signed, jobId: job.id)
-            try record(db, observed)
+            try recordObservations(db, observed)
             return stored
         }
     }

@@ -66,7 +66,7 @@ struct CreateStage {
                 return .wait(after: min(config.admissionRetry * max(1, backlog), config.admissionRetry * 10))
             }
         }
-        let call = try context.network.planCreateTask(request).createTask
+        let call = try context.network.createTaskCall(request)
         let conditions = try context.network.createConditions(for: call, from: context.wallet.address, withTip: config.useEIP1559)
         if let token = conditions.token, let outcome = try tokenGate(job, token, conditions, call, context) {
             return outcome
@@ -81,8 +81,7 @@ struct CreateStage {
                 // The estimate follows one path through createTask (start with free nodes, or
                 // queue, maybe evicting); by the time it is mined another path may be taken, and
                 // a start costs about twice a queueing. Unused gas is not charged.
-                let doubled = estimate.multipliedReportingOverflow(by: 2)
-                gasLimit = max(doubled.overflow ? .max : doubled.partialValue, config.minimumGasLimit)
+                gasLimit = StageContext.gasLimit(doubling: estimate, floor: config.minimumGasLimit)
             case .reverts(let reason) where context.network.lacksFreeNodes(revertReason: reason):
                 return waitForNodes(job, reason, context)
             case .reverts(let reason) where reason.contains("insufficient funds") || reason.contains("insufficient balance"):
@@ -183,7 +182,7 @@ struct CreateStage {
         guard let approve = context.network.approveCall(amount: amount) else { return nil }
         let gasLimit: UInt64
         switch try context.network.estimateGas(approve, from: context.wallet.address) {
-        case .gas(let estimate): gasLimit = max(estimate.multipliedReportingOverflow(by: 2).partialValue, 100_000)
+        case .gas(let estimate): gasLimit = StageContext.gasLimit(doubling: estimate, floor: 100_000)
         case .reverts(let reason):
             return .fail(reason: "approve would revert (\(reason)); no transaction was sent", retryFrom: .create)
         }
@@ -345,8 +344,8 @@ struct CreateStage {
         guard let type = job.taskType, let hash = job.taskHash, let vram = job.vramLimit, let cap = job.cap else {
             throw WorkerError("job \(job.id) lacks the createTask facts")
         }
-        return try context.network.planCreateTask(TaskRequest(taskType: type, taskHash: hash, vramLimit: vram, cap: cap,
-                                                              fee: job.feeWei ?? 0)).createTask
+        return try context.network.createTaskCall(TaskRequest(taskType: type, taskHash: hash, vramLimit: vram, cap: cap,
+                                                              fee: job.feeWei ?? 0))
     }
 
     private func mined(_ job: Job, _ tx: StoredTransaction, _ receipt: TransactionReceipt, _ context: StageContext) throws -> StageOutcome {

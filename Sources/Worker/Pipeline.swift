@@ -154,7 +154,7 @@ struct Pipeline {
             }
             let signed: StoredTransaction
             do {
-                signed = try JobStore.record(db, draft, facts: facts, note: note, for: job, worker: worker, observed: context.observed) {
+                signed = try JobStore.storeSigned(db, draft, facts: facts, note: note, for: job, worker: worker, observed: context.observed) {
                     try context.wallet.sign(draft, nonce: $0)
                 }
             } catch is AdmissionDenied {
@@ -190,14 +190,7 @@ struct Pipeline {
             let wallet = wallet(for: job)
             guard let relay = relays[wallet.address] else { throw WorkerError("no Relay client for wallet \(wallet.address.checksummed)") }
             let context = LithiumContext(relay: relay, config: config, wallet: wallet, tasks: try JobStore.relayTasks(db, jobId: job.id))
-            let outcome: StageOutcome
-            do {
-                outcome = try decide(job, context)
-            } catch let error as PostgresError {
-                throw error
-            } catch {
-                outcome = context.retryLater(job, after: error)
-            }
+            let outcome = try jobsOwnFailure({ try decide(job, context) }, else: { context.retryLater(job, after: $0) })
             try apply(db, outcome, to: job, observed: Observations())
             guard case .prepare = outcome else { return }
             guard let reloaded = try JobStore.job(db, id: job.id), reloaded.leaseToken == job.leaseToken else { throw LeaseLost() }
@@ -208,26 +201,13 @@ struct Pipeline {
     /// A network failure (or anything the stage did not expect) makes the job due again later; a
     /// database failure is not the job's and goes up.
     private func decideOrRetry(_ job: Job, _ context: StageContext) throws -> (StageOutcome, StageContext) {
-        do {
-            return (try decide(job, context), context)
-        } catch let error as PostgresError {
-            throw error
-        } catch {
-            return (context.retryLater(job, after: error), context)
-        }
+        (try jobsOwnFailure({ try decide(job, context) }, else: { context.retryLater(job, after: $0) }), context)
     }
 
     private func runPolls(_ db: PostgresConnection, _ jobs: [Job]) {
         guarding(db, jobs) {
             let batch = jobs.map { ($0, context(db, $0)) }
-            let outcomes: [StageOutcome]
-            do {
-                outcomes = try poll.decide(batch)
-            } catch let error as PostgresError {
-                throw error
-            } catch {
-                outcomes = batch.map { $0.1.retryLater($0.0, after: error) }
-            }
+            let outcomes = try jobsOwnFailure({ try poll.decide(batch) }, else: { error in batch.map { $0.1.retryLater($0.0, after: error) } })
             // Tasks still running, the common answer, are written together: one statement.
             var stillRunning: [(job: Job, after: Double)] = []
             for ((job, context), outcome) in zip(batch, outcomes) {
@@ -252,7 +232,7 @@ struct Pipeline {
     private func apply(_ db: PostgresConnection, _ outcome: StageOutcome, to job: Job, observed: Observations) throws {
         guard try JobStore.apply(db, outcome, to: job, worker: worker, observed: observed) else {
             // Someone else owns the job now; what we saw on chain is still true.
-            if !observed.isEmpty { try JobStore.record(db, observed) }
+            if !observed.isEmpty { try JobStore.recordObservations(db, observed) }
             throw LeaseLost()
         }
         switch outcome {

@@ -42,13 +42,7 @@ struct PollStage {
     /// A failure of this job's own requests makes it due again later; a database failure is not
     /// the job's and goes up.
     private static func guarded(_ job: Job, _ context: StageContext, _ body: () throws -> StageOutcome) throws -> StageOutcome {
-        do {
-            return try body()
-        } catch let error as PostgresError {
-            throw error
-        } catch {
-            return context.retryLater(job, after: error)
-        }
+        try jobsOwnFailure(body, else: { context.retryLater(job, after: $0) })
     }
 
     private func decide(_ job: Job, _ state: TaskState, _ context: StageContext) throws -> StageOutcome {
@@ -184,9 +178,8 @@ struct PollStage {
         case .gas(let estimate):
             // Freeing the nodes may start a queued task inside the same transaction, one that was
             // queued after this estimate: room for a whole start.
-            let (doubled, overflow) = estimate.multipliedReportingOverflow(by: 2)
-            let (withStart, overflow2) = estimate.addingReportingOverflow(config.taskStartGas)
-            gasLimit = overflow || overflow2 ? .max : max(doubled, withStart, 300_000)
+            let (withStart, overflow) = estimate.addingReportingOverflow(config.taskStartGas)
+            gasLimit = max(StageContext.gasLimit(doubling: estimate, floor: 300_000), overflow ? .max : withStart)
         case .reverts(let why):
             // e.g. "Task has not exceeded the deadline yet" (clock skew) or already gone: poll on.
             return .wait(after: config.pollIntervalMax, facts: facts, note: "cancelTask would revert (\(why)); polling on")

@@ -3,6 +3,22 @@ import Crynux
 import Ethereum
 import Foundation
 import JobQueue
+import Postgres
+
+/// The one split of a stage's failures: the database's (and a lost lease) are not the job's and go
+/// up to the pipeline; anything else (a network failure, an answer nobody expected) is the job's,
+/// and `otherwise` turns it into the job's outcome (due again later).
+func jobsOwnFailure<T>(_ body: () throws -> T, else otherwise: (any Error) -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as PostgresError {
+        throw error
+    } catch let error as LeaseLost {
+        throw error
+    } catch {
+        return otherwise(error)
+    }
+}
 
 /// What one run of a stage may use besides the job: the network, the clock, the job's stored
 /// transactions (read-only), and a notebook of what it saw happen on chain. The store writes
@@ -105,6 +121,13 @@ final class StageContext {
                replacingNonce: UInt64? = nil, admission: (room: UInt64, queueReadBlock: UInt64)? = nil) -> TransactionDraft {
         TransactionDraft(purpose: purpose, wallet: wallet.address, replacingNonce: replacingNonce, to: call.to, data: call.data,
                          value: call.value, gasLimit: gasLimit, gasPrice: gasPrice, tip: tip, admission: admission)
+    }
+
+    /// The one rule for a gas limit from an estimate: twice it (by the time it is mined another
+    /// path through the contract may be taken; unused gas is not charged), at least `floor`.
+    static func gasLimit(doubling estimate: UInt64, floor: UInt64) -> UInt64 {
+        let (doubled, overflow) = estimate.multipliedReportingOverflow(by: 2)
+        return max(overflow ? .max : doubled, floor)
     }
 
     /// The tip for a new EIP-1559 transaction at `price`; nil for legacy.

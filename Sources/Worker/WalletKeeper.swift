@@ -19,7 +19,7 @@ struct WalletKeeper {
     func pass(_ db: PostgresConnection, _ wallet: Wallet) throws {
         _ = try JobStore.whileKeepingWallet(db, wallet.address) {
             let context = StageContext(network: network, config: config, wallet: wallet) { _ in [] }
-            defer { try? JobStore.record(db, context.observed) }
+            defer { try? JobStore.recordObservations(db, context.observed) }
             let mined = try network.minedNonce(of: wallet.address)
             let orphans = try JobStore.unfollowedTransactions(db, wallet: wallet.address, fromNonce: mined)
             for nonce in Set(orphans.map(\.nonce)).sorted() {

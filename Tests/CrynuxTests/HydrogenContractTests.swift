@@ -124,10 +124,10 @@ private func amountWord(_ v: BigUInt) -> [UInt8] {
 
     @Test func networkCallsCarryNoValue() throws {
         let request = TaskRequest(taskType: 0, taskHash: [UInt8](repeating: 0x11, count: 32), vramLimit: 8, cap: 4, fee: 1_000_000)
-        let plan = try network.planCreateTask(request)
-        #expect(plan.createTask == ContractCall(to: task.address, data: try task.createTaskCall(taskType: 0, taskHash: request.taskHash,
+        let call = try network.createTaskCall(request)
+        #expect(call == ContractCall(to: task.address, data: try task.createTaskCall(taskType: 0, taskHash: request.taskHash,
                                                                                                vramLimit: 8)))
-        #expect(plan.createTask.value == 0)
+        #expect(call.value == 0)
         #expect(network.approveCall(amount: 5)
             == ContractCall(to: token.address, data: token.approveCall(spender: task.address, amount: 5)))
         #expect(network.cancelTaskCall(taskId: 3) == ContractCall(to: task.address, data: task.cancelTaskCall(taskId: 3)))

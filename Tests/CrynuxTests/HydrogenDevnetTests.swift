@@ -56,7 +56,7 @@ final class HydrogenDevnetTests {
 
     @Test func approveCreateUploadSucceedAndDownload() throws {
         #expect(network.chainId == 42)
-        let create = try network.planCreateTask(try request(.sd, Self.sdArgs)).createTask
+        let create = try network.createTaskCall(try request(.sd, Self.sdArgs))
         #expect(create.value == 0)
 
         // Funded with CNX but nothing allowed: the estimate names what is missing.
@@ -126,7 +126,7 @@ final class HydrogenDevnetTests {
             (try request(.gpt, gptArgs), "No kind of gpu id meets condition"),
         ]
         for (request, expected) in cases {
-            let call = try network.planCreateTask(request).createTask
+            let call = try network.createTaskCall(request)
             let conditions = try network.createConditions(for: call, from: key.address, withTip: false)
             #expect(conditions.estimate == .reverts(expected))
             guard case .reverts(let reason) = conditions.estimate else { continue }
@@ -134,7 +134,7 @@ final class HydrogenDevnetTests {
         }
         // Without an allowance the contract stops before picking nodes: that revert is no shortage.
         _ = try mine(try #require(network.approveCall(amount: 0)))
-        let refused = try network.createConditions(for: try network.planCreateTask(sd).createTask, from: key.address, withTip: false)
+        let refused = try network.createConditions(for: try network.createTaskCall(sd), from: key.address, withTip: false)
         #expect(refused.estimate == .reverts("Not enough allowance for task"))
         #expect(!network.lacksFreeNodes(revertReason: "Not enough allowance for task"))
     }

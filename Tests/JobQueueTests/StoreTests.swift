@@ -174,7 +174,7 @@ struct StoreTests {
     @Test func recordingATransactionReservesTheNonceStoresTheBytesAndIsFenced() throws {
         let id = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args))
         let job = try claimed()
-        let stored = try JobStore.record(db, draft(), facts: JobFacts(feeWei: 5, stamps: [.txSigned]), note: "signed", for: job,
+        let stored = try JobStore.storeSigned(db, draft(), facts: JobFacts(feeWei: 5, stamps: [.txSigned]), note: "signed", for: job,
                                          worker: "w", sign: fakeSign)
         #expect(stored.nonce == 3 && stored.raw == [0xF8, 3] && stored.value == 5 && stored.gasPrice == 7)
         #expect(try JobStore.nextNonce(db, wallet: wallet) == 4)
@@ -182,14 +182,14 @@ struct StoreTests {
         #expect(row.txNonce == 3 && row.txHash == stored.hash && row.feeWei == 5 && row.lockedBy == "w" && row.txSignedAt != nil)
         #expect(try JobStore.transactions(db, of: row, purpose: .createTask) == [stored])
         // A replacement keeps the nonce and takes none from the wallet.
-        let replacement = try JobStore.record(db, draft(replacing: 3), facts: JobFacts(), note: "replaced", for: row, worker: "w", sign: fakeSign)
+        let replacement = try JobStore.storeSigned(db, draft(replacing: 3), facts: JobFacts(), note: "replaced", for: row, worker: "w", sign: fakeSign)
         #expect(try replacement.nonce == 3 && (JobStore.nextNonce(db, wallet: wallet)) == 4)
         row = try #require(try JobStore.job(db, id: id))
         #expect(try JobStore.transactions(db, of: row, purpose: .createTask).count == 2)
         // Once the lease is gone nothing is stored and no nonce is spent.
         try steal(row)
         #expect(throws: LeaseLost.self) {
-            try JobStore.record(db, draft(), facts: JobFacts(), note: "late", for: row, worker: "w", sign: fakeSign)
+            try JobStore.storeSigned(db, draft(), facts: JobFacts(), note: "late", for: row, worker: "w", sign: fakeSign)
         }
         #expect(try JobStore.nextNonce(db, wallet: wallet) == 4)
         #expect(try db.query("SELECT count(*) FROM crynux.job_transactions")[0].get(0, as: Int64.self) == 2)
@@ -198,19 +198,19 @@ struct StoreTests {
     @Test func observationsAreRecordedAndTheWalletNeverGoesBack() throws {
         _ = try JobStore.submit(db, JobSubmission(kind: "sd", taskArgs: args))
         let job = try claimed()
-        let stored = try JobStore.record(db, draft(), facts: JobFacts(), note: "signed", for: job, worker: "w", sign: fakeSign)
+        let stored = try JobStore.storeSigned(db, draft(), facts: JobFacts(), note: "signed", for: job, worker: "w", sign: fakeSign)
         var seen = Observations()
         seen.sent = [stored.hash, stored.hash]
         seen.mined = [(stored.hash, 44, true)]
         seen.walletNonce = (wallet, 1, 2)
-        try JobStore.record(db, seen)
+        try JobStore.recordObservations(db, seen)
         let row = try db.query("SELECT send_count, mined_block, mined_status FROM crynux.job_transactions WHERE tx_hash = $1", [stored.hash.hex])[0]
         #expect(try row.get("send_count", as: Int.self) == 2 && (row.get("mined_block", as: Int64.self)) == 44)
         #expect(try row.get("mined_status", as: Bool.self))
         #expect(try JobStore.nextNonce(db, wallet: wallet) == 4)
         seen = Observations()
         seen.walletNonce = (wallet, 1, 9)
-        try JobStore.record(db, seen)
+        try JobStore.recordObservations(db, seen)
         #expect(try JobStore.nextNonce(db, wallet: wallet) == 9)
     }
 

@@ -87,7 +87,7 @@ struct HydrogenStageTests {
                                      data: h.network.approveCall(amount: Self.fee)!.data,
                                      value: 0, gasLimit: 100_000, gasPrice: 1, tip: nil)
         #expect(throws: ApprovalInFlight.self) {
-            try JobStore.record(h.db, draft, facts: JobFacts(), note: "second approval", for: claimed, worker: StageHarness.worker) {
+            try JobStore.storeSigned(h.db, draft, facts: JobFacts(), note: "second approval", for: claimed, worker: StageHarness.worker) {
                 try h.wallet.sign(draft, nonce: $0)
             }
         }
@@ -113,7 +113,7 @@ struct HydrogenStageTests {
         var draft = TransactionDraft(purpose: .approve, wallet: h.wallet.address, to: ScriptedNetwork.tokenAddress,
                                      data: h.network.approveCall(amount: Self.fee)!.data, value: 0, gasLimit: 100_000, gasPrice: 1, tip: nil)
         let sign = { (draft: TransactionDraft) in
-            try JobStore.record(h.db, draft, facts: JobFacts(), note: "approval", for: claimed, worker: StageHarness.worker) {
+            try JobStore.storeSigned(h.db, draft, facts: JobFacts(), note: "approval", for: claimed, worker: StageHarness.worker) {
                 try h.wallet.sign(draft, nonce: $0)
             }
         }

@@ -87,10 +87,10 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
 
     // MARK: TaskNetwork
 
-    func planCreateTask(_ request: TaskRequest) throws -> CreatePlan {
-        CreatePlan(createTask: ContractCall(to: taskAddress, data: try TaskContract(address: taskAddress).createTaskCall(
+    func createTaskCall(_ request: TaskRequest) throws -> ContractCall {
+        ContractCall(to: taskAddress, data: try TaskContract(address: taskAddress).createTaskCall(
             taskType: request.taskType, taskHash: request.taskHash, vramLimit: request.vramLimit, cap: request.cap),
-            value: profile == .hydrogen ? 0 : request.fee))
+            value: profile == .hydrogen ? 0 : request.fee)
     }
 
     func cancelTaskCall(taskId: UInt64) -> ContractCall {

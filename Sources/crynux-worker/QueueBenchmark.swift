@@ -1,6 +1,7 @@
 import Foundation
 import JobQueue
 import Postgres
+import Worker
 
 /// The queue's own cost, without the network: jobs go through the real claim → stage → apply
 /// path (leases, fencing, history rows, one database transaction per outcome), and every stage
