@@ -32,6 +32,16 @@ struct NonceFollowerTests {
         c.createDeadline = 1e6
     }
 
+    /// A job polling a task past its deadline: the run signs and sends a cancelTask for the refund.
+    static func overdueTaskCancelled() throws -> (StageHarness, Int64) {
+        let h = try StageHarness(configure: config)
+        let id = try h.jobAt(.poll)
+        try h.db.execute("UPDATE crynux.jobs SET task_deadline = now() - interval '1 hour' WHERE id = $1", [id])
+        h.network.script { $0.tasks[42] = TaskState(phase: .running, deadline: 1) }
+        try h.runOnce(id)
+        return (h, id)
+    }
+
     @Test func aCreateTaskAndItsReplacementAreBumpedWhileThePriceRises() throws {
         let h = try StageHarness(configure: Self.config)
         let id = try h.submit()
@@ -51,11 +61,7 @@ struct NonceFollowerTests {
     }
 
     @Test func aCancelTaskIsBumpedWhileThePriceRisesInsteadOfResentForever() throws {
-        let h = try StageHarness(configure: Self.config)
-        let id = try h.jobAt(.poll)
-        try h.db.execute("UPDATE crynux.jobs SET task_deadline = now() - interval '1 hour' WHERE id = $1", [id])
-        h.network.script { $0.tasks[42] = TaskState(phase: .running, deadline: 1) }
-        try h.runOnce(id)
+        let (h, id) = try Self.overdueTaskCancelled()
         let cancel = try #require(try h.transactions(id).first)
         #expect(cancel.purpose == .cancelTask && h.network.sent.last == cancel.raw)
         Self.raisePrice(h, times: 2)
@@ -140,11 +146,7 @@ struct NonceFollowerTests {
     }
 
     @Test func aCancelTaskMinedRevertedIsTriedAgainAFewTimesThenPollingGoesOn() throws {
-        let h = try StageHarness(configure: Self.config)
-        let id = try h.jobAt(.poll)
-        try h.db.execute("UPDATE crynux.jobs SET task_deadline = now() - interval '1 hour' WHERE id = $1", [id])
-        h.network.script { $0.tasks[42] = TaskState(phase: .running, deadline: 1) }
-        try h.runOnce(id)
+        let (h, id) = try Self.overdueTaskCancelled()
         for round in 1...PollStage.maxRevertedCancels {
             let cancels = try h.transactions(id).filter { $0.purpose == .cancelTask }
             #expect(cancels.count == round && Set(cancels.map(\.nonce)).count == round, "round \(round)")
