@@ -95,6 +95,15 @@ public final class WorkerRuntime: @unchecked Sendable {
                 try waitingForDatabase("preparing wallet \(wallet.address.checksummed)", timeout: config.startupTimeout, log: log,
                                        stopping: { isStopping }) { try prepare(wallet, db, network) }
             }
+            // The other wallets of the chain too, before the first claim: a worker holding only
+            // wallet B must not pay for a job whose lost task wallet A paid while A's owner is down.
+            try waitingForDatabase("comparing every wallet with the chain", timeout: config.startupTimeout, log: log,
+                                   stopping: { isStopping }) {
+                try retryingTransient("comparing every wallet with the chain") {
+                    try Reconciliation(network: network, config: config, log: log)
+                        .pass(db, chainId: network.chainId, ours: wallets.map(\.address))
+                }
+            }
             log.info("started: wallet(s) \(wallets.map(\.address.checksummed).joined(separator: ", ")), chain \(network.chainId), \(config.concurrency) threads, \(PostgresConnection.statementsSent) database statements sent")
             var pipeline = Pipeline(network: network, wallets: wallets, config: config, worker: leaseHolder, log: log)
             pipeline.dueAgain = { [self] due in claimNoLaterThan(due) }

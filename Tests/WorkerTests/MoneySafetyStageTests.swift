@@ -347,6 +347,32 @@ struct MoneySafetyStageTests {
         try keeper.pass(h.db, h.wallet)
     }
 
+    /// A worker holding only wallet B compares wallet A too (adoption needs no key): A's lost
+    /// records are marked and mended by B's worker, and meanwhile B signs nothing new. A lost
+    /// `wallets` row is lost records too.
+    @Test func aWorkerHoldingAnotherWalletMarksAndMendsTheLostRecordsOfA() throws {
+        let h = try StageHarness()
+        let a = Address(bytes: [UInt8](repeating: 0xA1, count: 20))
+        try JobStore.reconcileWallet(h.db, a, chainId: h.wallet.chainId, pendingNonce: 2)
+        h.network.script { $0.pendingNonce = 5; $0.minedNonce = 2 }  // A's pool not mined yet
+        try h.db.execute("UPDATE crynux.wallets SET next_nonce = 5 WHERE address = $1", [h.wallet.address.bytes.hex])
+        let reconciliation = Reconciliation(network: h.network, config: h.config, log: WorkerLog(name: "b", quiet: true))
+        try reconciliation.pass(h.db, chainId: h.wallet.chainId, ours: [h.wallet.address])
+        #expect(try JobStore.pendingReconciliation(h.db, a)?.fromNonce == 2)
+        let id = try h.submit()
+        _ = try h.runOnce(id)
+        #expect(try h.transactions(id).isEmpty)
+        h.network.script { $0.minedNonce = 5 }
+        try reconciliation.pass(h.db, chainId: h.wallet.chainId, ours: [h.wallet.address])
+        #expect(try JobStore.pendingReconciliation(h.db, a) == nil && (try JobStore.nextNonce(h.db, wallet: a)) == 5)
+        _ = try h.runOnce(id)
+        #expect(try h.transactions(id).count == 1)
+        // The row of our own wallet lost: marked from nonce 0.
+        try h.db.execute("DELETE FROM crynux.wallets WHERE address = $1", [h.wallet.address.bytes.hex])
+        try reconciliation.pass(h.db, chainId: h.wallet.chainId, ours: [h.wallet.address])
+        #expect(try JobStore.nextNonce(h.db, wallet: h.wallet.address) == 5)
+    }
+
     // MARK: idle threads
 
     @Test func aJobLeasedByADeadWorkerIsNotDueUntilItsLeaseEnds() throws {
