@@ -224,6 +224,10 @@ final class MoneySafetyEndToEndTests {
             return Date().timeIntervalSince(job.stageEnteredAt) > 6
         }, "\(worker.output.suffix(2000))")
         try devnet.fund(poor.address.checksummed)
+        // Once the createTask's fate is known, blocks come at once again (the rest is not under test).
+        #expect(try harness.waitUntil(timeout: 60) { try JobStore.job(db, id: id).map { $0.stage != .create || $0.status != .pending } ?? false },
+                "\(worker.output.suffix(3000))")
+        try devnet.configure(["block_time_ms": 0])
         #expect(try harness.waitUntil(timeout: 120) { try JobStore.job(db, id: id)?.status != .pending }, "\(worker.output.suffix(3000))")
         let job = try #require(try JobStore.job(db, id: id))
         #expect(job.status == .succeeded, "\(job.lastError ?? "")")
