@@ -195,23 +195,29 @@ extension JobStore {
     /// Writes what a stage observed when its outcome cannot be applied (the lease is gone, or the
     /// stage failed): a send or a receipt is a fact about the chain whoever owns the job now.
     public static func recordObservations(_ db: PostgresConnection, _ observed: Observations) throws {
-        for hash in observed.sent {
-            try db.execute("UPDATE crynux.job_transactions SET last_sent_at = now(), send_count = send_count + 1 WHERE tx_hash = $1",
-                           [hash.hex])
-        }
-        for receipt in observed.mined {
-            try db.execute("UPDATE crynux.job_transactions SET mined_block = $2, mined_status = $3 WHERE tx_hash = $1",
-                           [receipt.hash.hex, try int64(receipt.block, "block number"), receipt.succeeded])
-        }
+        // One lock order for every transaction that writes observations: the wallet row first
+        // (a signature holds it already), then transaction rows sorted by hash. A stage may send
+        // other jobs' transactions (an Ethermint nonce gap), so two workers' observations overlap;
+        // in any other order they deadlocked, and the job waited a whole lease.
         if let wallet = observed.walletNonce {
             try reconcileWallet(db, wallet.wallet, chainId: wallet.chainId, pendingNonce: wallet.pending)
         }
-        for refusal in observed.refused {
-            try db.execute("UPDATE crynux.job_transactions SET refused_at = now(), refusal = $2 WHERE tx_hash = $1",
-                           [refusal.hash.hex, refusal.reason])
-        }
         if let lost = observed.lostRecords {
             try requestReconciliation(db, lost.wallet, chainId: lost.chainId, fromNonce: lost.fromNonce)
+        }
+        var sends: [[UInt8]: Int] = [:]
+        for hash in observed.sent { sends[hash, default: 0] += 1 }
+        for (hash, count) in sends.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            try db.execute("UPDATE crynux.job_transactions SET last_sent_at = now(), send_count = send_count + $2 WHERE tx_hash = $1",
+                           [hash.hex, count])
+        }
+        for receipt in observed.mined.sorted(by: { $0.hash.lexicographicallyPrecedes($1.hash) }) {
+            try db.execute("UPDATE crynux.job_transactions SET mined_block = $2, mined_status = $3 WHERE tx_hash = $1",
+                           [receipt.hash.hex, try int64(receipt.block, "block number"), receipt.succeeded])
+        }
+        for refusal in observed.refused.sorted(by: { $0.hash.lexicographicallyPrecedes($1.hash) }) {
+            try db.execute("UPDATE crynux.job_transactions SET refused_at = now(), refusal = $2 WHERE tx_hash = $1",
+                           [refusal.hash.hex, refusal.reason])
         }
     }
 
