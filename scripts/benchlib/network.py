@@ -6,6 +6,7 @@ the devnet) with .venv-bench's python:
     network.py e2e     --bin B --devnet devnet.json --capacity capacity.json [--jobs 500] [--workers 2] [--concurrency 4]
     network.py polling --bin B --devnet devnet.json [--in-flight 1000] [--window 20]
     network.py wakeup  --bin B --devnet devnet.json [--jobs 40]
+    network.py wallet  --bin B --devnet geth.json --devnet2 ethermint.json [--jobs 69] [--workers 3]
 
 Each prints markdown tables and one JSON object on its last line. Figures, never assertions:
 a section fails only when the harness itself does (a job did not end, a worker crashed).
@@ -196,6 +197,44 @@ def e2e(args) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------------------ one wallet
+
+def one_wallet(args, devnet_file: str) -> dict:
+    devnet = json.load(open(devnet_file))
+    key = key_file(devnet, 2, args.work)
+    sql("TRUNCATE crynux.jobs CASCADE")
+    s0 = stats(devnet)
+    sql("INSERT INTO crynux.jobs (kind, task_args) SELECT 'gpt', "
+        """'{"model":"gpt2","messages":[{"role":"user","content":"one wallet ' || i || '"}],"generation_config":{"max_new_tokens":30},"seed":42}' """
+        "FROM generate_series(1, %s) AS i", (args.jobs,))
+    start = time.time()
+    procs = [worker(args, devnet_file, key, f"wallet-{i}", "--poll-interval", "0.3", "--poll-interval-max", "2",
+                    "--exit-when-idle", "--quiet") for i in range(args.workers)]
+    for p in procs:
+        finish(p)
+    seconds = time.time() - start
+    statuses = dict(sql("SELECT status, count(*) FROM crynux.jobs GROUP BY 1"))
+    if statuses.get("succeeded", 0) != args.jobs:
+        die(f"not every job succeeded: {statuses}")
+    sends = diff(stats(devnet)["rpc_calls_by_kind"], s0["rpc_calls_by_kind"]).get("eth_sendRawTransaction", 0)
+    return {"seconds": seconds, "sends_per_job": sends / args.jobs}
+
+
+def wallet(args) -> dict:
+    """Many workers on one wallet: geth queues a nonce ahead of the account's, an Ethermint node
+    refuses it ("invalid nonce; got N, expected M"), so there the sends must reach it in order."""
+    geth, ethermint = one_wallet(args, args.devnet), one_wallet(args, args.devnet2)
+    out = {"jobs": args.jobs, "workers": args.workers, "geth": geth, "ethermint": ethermint,
+           "ethermint_over_geth": ethermint["seconds"] / geth["seconds"]}
+    print(f"\n== one wallet, {args.jobs} GPT jobs through {args.workers} workers: geth's pool vs an Ethermint node\n")
+    print("| node | seconds | sendRawTransaction per job |")
+    print("|---|---|---|")
+    for name in ("geth", "ethermint"):
+        print(f"| {name} | {out[name]['seconds']:.1f} | {out[name]['sends_per_job']:.2f} |")
+    print(f"\nEthermint ÷ geth: {out['ethermint_over_geth']:.2f}×")
+    return out
+
+
 # ------------------------------------------------------------------------------------ polling
 
 def polling(args) -> dict:
@@ -343,9 +382,10 @@ def wakeup(args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("section", choices=["e2e", "polling", "wakeup"])
+    p.add_argument("section", choices=["e2e", "polling", "wakeup", "wallet"])
     p.add_argument("--bin", required=True)
     p.add_argument("--devnet", required=True)
+    p.add_argument("--devnet2", help="wallet: the Ethermint-flavoured network")
     p.add_argument("--work", default=tempfile.gettempdir())
     p.add_argument("--capacity", help="e2e: capacity.py's JSON output")
     p.add_argument("--jobs", type=int, default=500)
@@ -356,7 +396,7 @@ def main() -> None:
     p.add_argument("--window", type=float, default=20)
     p.add_argument("--out", help="write the JSON here too")
     args = p.parse_args()
-    out = {"e2e": e2e, "polling": polling, "wakeup": wakeup}[args.section](args)
+    out = {"e2e": e2e, "polling": polling, "wakeup": wakeup, "wallet": wallet}[args.section](args)
     out["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     if args.out:
         json.dump(out, open(args.out, "w"), indent=1)
