@@ -43,7 +43,8 @@ struct Reconciliation {
         // is sent, so a chain ahead of a database read after it means records were lost.
         let pending = try network.pendingNonce(of: address)
         let known = try JobStore.nextNonce(db, wallet: address)
-        if pending > (known ?? 0) {
+        // Once marked, a wallet is not warned about again on every pass while its pool settles.
+        if pending > (known ?? 0), try JobStore.pendingReconciliation(db, address) == nil {
             log.warning("wallet \(address.checksummed): the chain has used nonces up to \(pending), the database knows \(known.map { "only up to \($0)" } ?? "no wallet row"); records were lost: nothing is signed until its lost tasks are adopted")
             try JobStore.requestReconciliation(db, address, chainId: chainId, fromNonce: known ?? 0)
         }
