@@ -107,6 +107,54 @@ public struct HydrogenTaskContract: Sendable {
     }
 }
 
+/// Node.sol's views (crynux-contracts@bf05e39) that tell how many tasks the free nodes could start
+/// now: createTask picks its three nodes the way `startableTasksCall` asks, and reverts when it
+/// cannot.
+public struct HydrogenNodeContract: Sendable {
+    public static let availableNodesSelector = ABI.selector("availableNodes()")
+    public static let filterGPUVramSignature = "filterGPUVram(uint256,uint256)"
+    public static let filterGPUIDSignature = "filterGPUID(uint256,uint256)"
+
+    public let address: Address
+
+    public init(address: Address) {
+        self.address = address
+    }
+
+    /// The view that counts the free nodes a createTask of this type and VRAM limit may pick from,
+    /// as Task.getSelectedNodes does: a GPT task takes three nodes of one GPU model
+    /// (`filterGPUID(vram, 3)`), a Stable Diffusion task with a VRAM limit three nodes with at
+    /// least that much (`filterGPUVram(vram, 1)`), one without three of any.
+    public func startableTasksCall(taskType: UInt64, vramLimit: UInt64) throws -> [UInt8] {
+        if taskType == TaskKind.gpt.taskType {
+            return try ABI.encodeCall(Self.filterGPUIDSignature, [.uint(BigUInt(vramLimit)), .uint(3)])
+        }
+        if vramLimit > 0 {
+            return try ABI.encodeCall(Self.filterGPUVramSignature, [.uint(BigUInt(vramLimit)), .uint(1)])
+        }
+        return Self.availableNodesSelector
+    }
+
+    /// How many such tasks the free nodes could start at once, from the answer to
+    /// `startableTasksCall` (0 when the filter reverts: no kind of GPU meets the condition).
+    public static func decodeStartableTasks(_ data: [UInt8], taskType: UInt64, vramLimit: UInt64) throws -> UInt64 {
+        func count(_ value: ABIValue) throws -> UInt64 {
+            guard let v = value.uint, let n = UInt64(exactly: v) else { throw ContractDecodingError("a node count out of range: \(value)") }
+            return n
+        }
+        if taskType != TaskKind.gpt.taskType, vramLimit == 0 {
+            return try count(try ABI.decode([.uint(256)], from: data)[0]) / 3
+        }
+        let first: ABIType = taskType == TaskKind.gpt.taskType ? .fixedBytes(32) : .uint(256)
+        let values = try ABI.decode([.array(first), .array(.uint(256))], from: data)
+        guard let counts = values[1].array else { throw ContractDecodingError("no counts in \(data.hex)") }
+        let perKind = try counts.map(count)
+        // Three nodes of one model each; the VRAM path picks its three across all kinds.
+        return taskType == TaskKind.gpt.taskType
+            ? perKind.reduce(0) { $0 &+ $1 / 3 } : perKind.reduce(0, &+) / 3
+    }
+}
+
 /// The CNX token (an OpenZeppelin 4.9 ERC20) as a task creator uses it.
 public struct CNXToken: Sendable {
     public static let approveSelector: [UInt8] = [0x09, 0x5e, 0xa7, 0xb3]

@@ -12,15 +12,19 @@ public final class HydrogenNetwork: RPCTaskNetwork, @unchecked Sendable {
     public let relays: [Address: RelayClient]
     public let task: HydrogenTaskContract
     public let token: CNXToken
+    /// Where Node.sol's views are read; nil: createTasks are not admitted against the free nodes
+    /// (a createTask that finds too few reverts, and costs its gas).
+    public let node: HydrogenNodeContract?
     public let chainId: UInt64
     public let sdSchema: SDSchema
 
-    public init(rpc: EthereumClient, relays: [Address: RelayClient], task: HydrogenTaskContract, token: CNXToken, chainId: UInt64,
-                sdSchema: SDSchema = .hydrogenDefault) {
+    public init(rpc: EthereumClient, relays: [Address: RelayClient], task: HydrogenTaskContract, token: CNXToken,
+                node: HydrogenNodeContract? = nil, chainId: UInt64, sdSchema: SDSchema = .hydrogenDefault) {
         self.rpc = rpc
         self.relays = relays
         self.task = task
         self.token = token
+        self.node = node
         self.chainId = chainId
         self.sdSchema = sdSchema
     }
@@ -28,12 +32,13 @@ public final class HydrogenNetwork: RPCTaskNetwork, @unchecked Sendable {
     /// Connects to the node and learns its chain id; the Relay signs each wallet's requests with its
     /// key and the local clock.
     public static func connect(rpcURL: String, relayURL: String, taskContract: Address, tokenContract: Address,
-                               keys: [PrivateKey], caFile: String? = nil, sdSchema: SDSchema = .hydrogenDefault,
+                               nodeContract: Address? = nil, keys: [PrivateKey], caFile: String? = nil, sdSchema: SDSchema = .hydrogenDefault,
                                logsBlockRange: UInt64? = nil) throws -> HydrogenNetwork {
         let (rpc, relays) = connectClients(rpcURL: rpcURL, relayURL: relayURL, keys: keys, caFile: caFile,
                                            logsBlockRange: logsBlockRange, relayLocalClock: true)
         return HydrogenNetwork(rpc: rpc, relays: relays, task: HydrogenTaskContract(address: taskContract),
-                               token: CNXToken(address: tokenContract), chainId: try rpc.chainId(), sdSchema: sdSchema)
+                               token: CNXToken(address: tokenContract), node: nodeContract.map(HydrogenNodeContract.init),
+                               chainId: try rpc.chainId(), sdSchema: sdSchema)
     }
 
     // MARK: transactions
@@ -80,6 +85,30 @@ public final class HydrogenNetwork: RPCTaskNetwork, @unchecked Sendable {
 
     // No queue: a createTask without three free nodes reverts instead.
     public func queueState() throws -> QueueState { QueueState(size: 0, limit: .max, cheapestPrice: nil) }
+
+    /// The tasks of the request's kind the free nodes could start, as the limit of an empty queue:
+    /// the block first, then the view at `latest` (never older than that block). Without it, every
+    /// worker estimating against the same free nodes signs createTasks that revert by their block.
+    public func admissionState(for request: TaskRequest) throws -> QueueState {
+        guard let node else { return try queueState() }
+        let answers = try rpc.batch([
+            ("eth_blockNumber", []),
+            ("eth_call", EthereumClient.callParams(CallRequest(to: node.address,
+                                                               data: try node.startableTasksCall(taskType: request.taskType, vramLimit: request.vramLimit)))),
+        ])
+        let block = try EthereumClient.decodeUInt64(try answers[0].rpcValue())
+        let room: UInt64
+        switch answers[1] {
+        case .success(let json):
+            room = try HydrogenNodeContract.decodeStartableTasks(try EthereumClient.decodeCallResult(json),
+                                                                  taskType: request.taskType, vramLimit: request.vramLimit)
+        case .failure(let error) where error.isExecutionRevert:
+            room = 0  // "No kind of gpu … meets condition"
+        case .failure(let error):
+            throw EthereumClientError.rpc(error)
+        }
+        return QueueState(size: 0, limit: room, readBlock: block)
+    }
     public func isQueued(taskId: UInt64) throws -> Bool { false }
 
     public func createdTaskId(in receipt: TransactionReceipt) -> UInt64? { task.createdTaskId(in: receipt) }

@@ -202,6 +202,11 @@ public protocol TaskNetwork: Sendable {
     /// How full the task queue is, at most half a second old: a process's threads share one
     /// reading, so a backlog waiting for room costs no request per job.
     func queueState() throws -> QueueState
+    /// The room a createTask of `request` is admitted against, as a queue: era D's task queue;
+    /// on Hydrogen (no queue) the tasks of its kind the free nodes could start now, as "limit"
+    /// with size 0, read at `readBlock` or later (our createTasks mined after it are counted as
+    /// still on their way: over-counting only delays).
+    func admissionState(for request: TaskRequest) throws -> QueueState
     func estimateGas(_ call: ContractCall, from: Address) throws -> GasEstimate
     func gasPrice() throws -> BigUInt
     func maxPriorityFeePerGas() throws -> BigUInt
@@ -278,6 +283,8 @@ public final class EraDNetwork: RPCTaskNetwork, @unchecked Sendable {
     }
 
     public func funds(of wallet: Address) throws -> WalletFunds { try funds(of: wallet, token: nil) }
+
+    public func admissionState(for request: TaskRequest) throws -> QueueState { try queueState() }
 
     public func queueState() throws -> QueueState {
         if let (state, at) = queueCache.withLock({ cachedQueue }), -at.timeIntervalSinceNow < 0.5 { return state }

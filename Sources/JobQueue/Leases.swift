@@ -150,8 +150,10 @@ extension JobStore {
                 results = files
                 update = JobUpdate(status: .succeeded, facts: JobFacts(), detail: note, text: ["last_error": String?.none],
                                    stampResultsStored: true)
-            case .recreate(let note):
-                update = JobUpdate(stage: .create, facts: JobFacts(), detail: note, resetsAttempts: true, restartsTask: true)
+            case .recreate(let note, let waitingForNodes):
+                var update_ = JobUpdate(stage: .create, facts: JobFacts(), detail: note, resetsAttempts: true, restartsTask: true)
+                update_.keepsNodeWait = waitingForNodes
+                update = update_
             case .unsign(let note):
                 update = JobUpdate(stage: .create, facts: JobFacts(), detail: note, resetsAttempts: true, forgetsTask: true)
             case .sign:
@@ -265,6 +267,8 @@ extension JobStore {
         var restartsTask = false
         /// Forget them without counting a re-creation: nothing was paid.
         var forgetsTask = false
+        /// With `restartsTask`: the job's wait for free nodes goes on (`task_queued_at` kept, or set now).
+        var keepsNodeWait = false
     }
 
     /// Writes `update` if `job`'s lease is still ours, with its history row; false when it is not.
@@ -292,7 +296,11 @@ extension JobStore {
         }
         for stamp in update.facts.stamps.sorted(by: { $0.rawValue < $1.rawValue }) { sets.append("\(stamp.rawValue) = now()") }
         if update.stampResultsStored { sets.append("results_stored_at = now()") }
-        if update.restartsTask { sets.append(contentsOf: forgetTask + ["recreations = recreations + 1"]) }
+        if update.restartsTask {
+            let forget = update.keepsNodeWait
+                ? forgetTask.filter { !$0.hasPrefix("task_queued_at ") } + ["task_queued_at = COALESCE(task_queued_at, now())"] : forgetTask
+            sets.append(contentsOf: forget + ["recreations = recreations + 1"])
+        }
         if update.forgetsTask { sets.append(contentsOf: forgetTask) }
         let change = "UPDATE crynux.jobs SET \(sets.joined(separator: ", ")) WHERE id = $1 AND lease_token = $2"
         guard stageChanged || update.detail != nil else { return try db.execute(change, params) == 1 }

@@ -142,9 +142,11 @@ public enum StageOutcome: Sendable, Equatable {
     /// Store this signed transaction (keeping the lease), then run the stage again with it: the
     /// stage broadcasts only what is already durable.
     case sign(TransactionDraft, facts: JobFacts = JobFacts(), note: String)
-    /// The task is dead without our doing (evicted from the full queue): forget its on-chain
-    /// facts and create it again. Its transactions and history stay.
-    case recreate(note: String)
+    /// The task is dead without our doing (evicted from the full queue, or on Hydrogen its
+    /// createTask found too few free nodes by its block): forget its on-chain facts and create it
+    /// again. Its transactions and history stay. `waitingForNodes` keeps (or starts) the job's
+    /// wait for free nodes (`task_queued_at`), which `--queue-timeout` bounds.
+    case recreate(note: String, waitingForNodes: Bool = false)
     /// The job's createTask can never be mined (another transaction of the wallet used its nonce,
     /// after records were lost) and nothing was paid: the job is unsigned again, as before it
     /// signed, so that reconciliation can give it the task it may have paid for before.

@@ -49,17 +49,21 @@ struct CreateStage {
                          retryFrom: .create)
         }
         // Admission control: a full queue evicts its cheapest task without refund, so a backlog
-        // waits here, not on chain. The store counts our createTasks not yet mined, across every
-        // worker and wallet, under one lock.
-        let queue = try context.network.queueState()
+        // waits here, not on chain; on Hydrogen a createTask without three free nodes reverts
+        // and costs its gas, so the free nodes are the room. The store counts our createTasks not
+        // yet mined, across every worker and wallet, under one lock.
+        let queue = try context.network.admissionState(for: request)
         guard queue.size < queue.limit else {
-            return .wait(after: config.admissionRetry)
+            return hydrogen ? waitForNodes(job, "the free nodes can start no such task", context) : .wait(after: config.admissionRetry)
         }
         // The store decides under its lock when signing; asking it first spares a backlog the
         // gas estimate (the node's costliest answer) of every create that would be refused.
         if queue.limit != .max {
             let counts = try context.admissionCounts(queue.readBlock)
             if counts.onTheWay >= Int64(clamping: queue.limit - queue.size) {
+                if hydrogen {
+                    return waitForNodes(job, "the free nodes can start \(queue.limit) such task(s) and \(counts.onTheWay) of our createTasks are on their way", context)
+                }
                 // A backlog many times the queue looks less often, all its jobs alike (so their
                 // order holds): still far more looks than slots free up, at a fraction of the writes.
                 let backlog = Double(counts.waiting) / Double(max(queue.limit, 1))
@@ -83,7 +87,7 @@ struct CreateStage {
                 // a start costs about twice a queueing. Unused gas is not charged.
                 gasLimit = StageContext.gasLimit(doubling: estimate, floor: config.minimumGasLimit)
             case .reverts(let reason) where context.network.lacksFreeNodes(revertReason: reason):
-                return waitForNodes(job, reason, context)
+                return waitForNodes(job, "createTask would revert (\(reason))", context)
             case .reverts(let reason) where reason.contains("insufficient funds") || reason.contains("insufficient balance"):
                 // The node will not even simulate it: the wallet lacks the value plus gas.
                 return waitForFunds(job, "the wallet \(context.wallet.address.checksummed) holds \(cnx(conditions.nativeBalance)) and the node refuses to estimate the createTask (\(reason))", context)
@@ -110,7 +114,7 @@ struct CreateStage {
             return waitForFunds(job, "the wallet \(context.wallet.address.checksummed) holds \(cnx(conditions.nativeBalance)) and the createTask may cost \(cnx(cost)) (\(hydrogen ? "gas" : "fee and gas"))", context)
         }
         var draft = context.draft(.createTask, call, gasLimit: gasLimit, gasPrice: price, tip: tip,
-                                  admission: (queue.limit - queue.size, queue.readBlock))
+                                  admission: queue.limit == .max ? nil : (queue.limit - queue.size, queue.readBlock))
         if let token = conditions.token {
             draft.tokenStanding = (min(token.balance, token.allowance), job.feeWeiOverride ?? config.tokenTaskFeeWei)
         }
@@ -242,16 +246,17 @@ struct CreateStage {
     }
 
     /// A network without a queue refuses a createTask while too few nodes are free: nothing is
-    /// spent by waiting, up to the queue timeout.
-    private func waitForNodes(_ job: Job, _ reason: String, _ context: StageContext) -> StageOutcome {
+    /// spent by waiting, up to the queue timeout (counted from the first wait, which a create that
+    /// lost the race for the nodes by its block keeps).
+    private func waitForNodes(_ job: Job, _ why: String, _ context: StageContext) -> StageOutcome {
         let config = context.config
         if let since = job.taskQueuedAt, context.seconds(since: since) > config.queueTimeout {
-            return .fail(reason: "no free nodes for \(Int(config.queueTimeout)) s (createTask would revert: \(reason)); no transaction was sent",
+            return .fail(reason: "no free nodes for \(Int(config.queueTimeout)) s (\(why)); no transaction was sent",
                          retryFrom: .create)
         }
         guard job.taskQueuedAt == nil else { return .wait(after: config.admissionRetry) }
         return .wait(after: config.admissionRetry, facts: JobFacts(stamps: [.taskQueued]),
-                     note: "waiting for free nodes: createTask would revert (\(reason)); nothing was sent")
+                     note: "waiting for free nodes: \(why); nothing was sent")
     }
 
     // MARK: signed: send until mined
@@ -359,10 +364,16 @@ struct CreateStage {
         }
         guard receipt.status else {
             let reason = revertReason(job, tx, receipt, context)
-            // Hydrogen: the nodes the estimate saw were taken before the block; the revert took
-            // nothing but gas, and the task is created again.
-            if context.network.lacksFreeNodes(revertReason: reason), job.recreations < context.config.maxRecreations {
-                return .recreate(note: "createTask \(tx.hash.hex) reverted (\(reason)): too few free nodes by its block; creating the task again")
+            // Hydrogen: the nodes the estimate saw were taken (by other creators) before the block;
+            // the revert took nothing but gas. The job waits for free nodes again, up to
+            // --queue-timeout from its first wait, however often it loses that race.
+            if context.network.lacksFreeNodes(revertReason: reason) {
+                let config = context.config
+                if let since = job.taskQueuedAt, context.seconds(since: since) > config.queueTimeout {
+                    return .fail(reason: "createTask reverted: \(reason); no free nodes for \(Int(config.queueTimeout)) s", retryFrom: .create, facts: facts)
+                }
+                return .recreate(note: "createTask \(tx.hash.hex) reverted (\(reason)): too few free nodes by its block; waiting for free nodes again",
+                                 waitingForNodes: true)
             }
             return .fail(reason: "createTask reverted: \(reason)", retryFrom: .create, facts: facts)
         }

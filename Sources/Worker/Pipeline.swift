@@ -247,7 +247,7 @@ struct Pipeline {
         case .fail(let reason, _, _): log.info("job \(job.id) failed in \(job.stage.rawValue): \(reason)", fields)
         case .cancel(let note, _): log.info("job \(job.id) cancelled: \(note)", fields)
         case .succeed(let files, _): log.info("job \(job.id) succeeded: \(files.count) result(s) stored", fields)
-        case .recreate(let note), .unsign(let note), .prepare(_, let note): log.info("job \(job.id): \(note)", fields)
+        case .recreate(let note, _), .unsign(let note), .prepare(_, let note): log.info("job \(job.id): \(note)", fields)
         case .wait(_, _, let note?, false, nil) where isLithium: log.info("job \(job.id) \(job.stage.rawValue): \(note)", fields)
         case .wait(let after, _, _, true, let error):
             log.info("job \(job.id) \(job.stage.rawValue): \(error ?? "not yet"); retrying in \(String(format: "%.1f", after)) s", fields)

@@ -30,6 +30,8 @@ public struct WorkerConfig: Sendable {
     public var taskQueueContract: Address?
     /// Hydrogen's CNX token, which the Task contract pulls the fee from.
     public var tokenContract: Address?
+    /// Hydrogen: where Node.sol's views are read to admit createTasks against the free nodes.
+    public var nodeContract: Address?
     /// The wallets this worker pays with. A job stays with the wallet that signed its first
     /// transaction; a new job goes to one of them by its id.
     public var keys: [PrivateKey]

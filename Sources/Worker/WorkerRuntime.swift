@@ -105,6 +105,9 @@ public final class WorkerRuntime: @unchecked Sendable {
                 }
             }
             log.info("started: wallet(s) \(wallets.map(\.address.checksummed).joined(separator: ", ")), chain \(network.chainId), \(config.concurrency) threads, \(PostgresConnection.statementsSent) database statements sent")
+            if config.profile == .hydrogen, config.nodeContract == nil {
+                log.warning("no --node-contract: createTasks are not admitted against the free nodes, and one that finds too few by its block reverts and costs its gas")
+            }
             var pipeline = Pipeline(network: network, wallets: wallets, config: config, worker: leaseHolder, log: log)
             pipeline.dueAgain = { [self] due in claimNoLaterThan(due) }
             stages = pipeline
@@ -186,7 +189,7 @@ public final class WorkerRuntime: @unchecked Sendable {
         case .hydrogen:
             guard let token = config.tokenContract else { throw WorkerError("the Hydrogen network needs the CNX token contract's address") }
             return try HydrogenNetwork.connect(rpcURL: config.rpcURL, relayURL: config.relayURL, taskContract: config.taskContract,
-                                               tokenContract: token, keys: config.keys, caFile: config.caFile,
+                                               tokenContract: token, nodeContract: config.nodeContract, keys: config.keys, caFile: config.caFile,
                                                sdSchema: config.sdSchema, logsBlockRange: config.logsBlockRange)
         }
     }

@@ -37,6 +37,8 @@ struct Run: ParsableCommand {
     var profile: String?
     @Option(help: "TaskQueue contract address (era D) [CRYNUX_TASK_QUEUE_CONTRACT].") var taskQueueContract: String?
     @Option(help: "CNX token contract address (hydrogen) [CRYNUX_TOKEN_CONTRACT].") var tokenContract: String?
+    @Option(help: "Node contract address (hydrogen) [CRYNUX_NODE_CONTRACT]: createTasks are admitted against its free nodes. Without it, a createTask that finds too few free nodes by its block reverts and costs its gas.")
+    var nodeContract: String?
     @Option(help: "Hydrogen: what an approval allows when the allowance is short of a task's fee: balance (the wallet's CNX balance, the default, as the network's bridge did), unlimited, none (never approve: a short allowance fails the job, nothing spent), or an amount in wei.")
     var approve: String?
     @Option(help: "Hydrogen: the CNX a task costs, in wei (the contract's fee per node × 3; default 30 CNX), which the wallet must hold and allow before a createTask is signed.")
@@ -131,6 +133,7 @@ struct Run: ParsableCommand {
         var task = Address(bytes: [UInt8](repeating: 0, count: 20))
         var queue: Address?
         var token: Address?
+        var node: Address?
         if chosen != .lithium {
             guard let url = setting(rpcUrl, "CRYNUX_RPC_URL", "rpc_url") else { throw ValidationError("no RPC URL: --rpc-url or CRYNUX_RPC_URL") }
             rpc = url
@@ -152,6 +155,10 @@ struct Run: ParsableCommand {
                 throw ValidationError("no valid CNX token contract address: --token-contract or CRYNUX_TOKEN_CONTRACT")
             }
             token = address
+            if let nodeHex = setting(nodeContract, "CRYNUX_NODE_CONTRACT", "node_contract") {
+                guard let address = Address(hex: nodeHex) else { throw ValidationError("--node-contract is not a valid address") }
+                node = address
+            }
         }
         let expectedChain = chainId ?? env["CRYNUX_CHAIN_ID"].flatMap(UInt64.init) ?? described.uint64("chain_id")
 
@@ -182,6 +189,7 @@ struct Run: ParsableCommand {
                                   workerName: workerName ?? WorkerConfig.defaultWorkerName())
         config.profile = chosen
         config.tokenContract = token
+        config.nodeContract = node
         if let tokenTaskFeeWei {
             guard let wei = BigUInt(tokenTaskFeeWei), wei > 0 else { throw ValidationError("--token-task-fee-wei must be a positive whole number") }
             config.tokenTaskFeeWei = wei

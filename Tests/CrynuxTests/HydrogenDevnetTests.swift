@@ -22,7 +22,7 @@ final class HydrogenDevnetTests {
         }
         key = try PrivateKey(hex: account.privateKey)
         network = try HydrogenNetwork.connect(rpcURL: devnet.rpcURL, relayURL: devnet.relayURL, taskContract: task,
-                                              tokenContract: token, keys: [key])
+                                              tokenContract: token, nodeContract: devnet.nodeContract.flatMap { Address(hex: $0) }, keys: [key])
     }
 
     deinit { devnet.stop() }
@@ -114,13 +114,24 @@ final class HydrogenDevnetTests {
         #expect(try network.tasksCreated(by: key.address, fromNonce: 2).isEmpty)
     }
 
-    @Test func withoutFreeNodesTheEstimateRevertsForLackOfNodes() throws {
-        _ = try mine(try #require(network.approveCall(amount: Self.fee)))
-        try devnet.configure(["nodes": 0])
+    @Test func theNodeViewsCountTheFreeNodesAndWithoutAnyTheEstimateReverts() throws {
+        #expect(network.node != nil)
+        _ = try mine(try #require(network.approveCall(amount: 2 * Self.fee)))
         let gptArgs = #"{"model":"Qwen/Qwen2.5-7B-Instruct","messages":[{"role":"user","content":"hi"}],"#
             + #""generation_config":{"max_new_tokens":8},"seed":1,"dtype":"bfloat16"}"#
         let sd = try request(.sd, Self.sdArgs)
         let anyVram = TaskRequest(taskType: sd.taskType, taskHash: sd.taskHash, vramLimit: 0, cap: 1, fee: 0)
+        let gpt = try request(.gpt, gptArgs)
+        let bigVram = TaskRequest(taskType: sd.taskType, taskHash: sd.taskHash, vramLimit: 40, cap: 1, fee: 0)
+        // Seven 24 GB nodes of one model: what each kind of task could start, as createTask would
+        // pick its nodes; then four, with three taken by a task (its arguments never uploaded).
+        try devnet.configure(["nodes": 7, "node_vram_gb": 24, "node_gpu_kinds": 1])
+        let block = try network.rpc.blockNumber()
+        #expect(try [sd, anyVram, gpt, bigVram].map { try network.admissionState(for: $0).limit } == [2, 2, 2, 0])
+        #expect(try network.admissionState(for: sd).readBlock >= block)
+        _ = try mine(try network.createTaskCall(sd))
+        #expect(try [sd, anyVram, gpt].map { try network.admissionState(for: $0).limit } == [1, 1, 1])
+        try devnet.configure(["nodes": 0])
         let cases: [(TaskRequest, String)] = [
             (sd, "No kind of gpu vram meets condition"), (anyVram, "No available nodes"),
             (try request(.gpt, gptArgs), "No kind of gpu id meets condition"),

@@ -16,6 +16,8 @@ public struct Devnet: Sendable {
     public let taskQueueContract: String?
     /// The CNX token of the Hydrogen profile; nil in era D.
     public let tokenContract: String?
+    /// Where the Hydrogen profile serves Node.sol's views; nil elsewhere.
+    public let nodeContract: String?
     /// `era-d`, `hydrogen` or `lithium`.
     public let profile: String
     /// Lithium: where a CNX transfer credits the sender's Relay Account; nil otherwise.
@@ -92,7 +94,7 @@ public struct Devnet: Sendable {
         return Devnet(file: file, rpcURL: try string("rpc_url"), relayURL: try string("relay_url"), adminURL: try string("admin_url"),
                       chainId: (json["chain_id"] as? NSNumber)?.uint64Value ?? 0, taskContract: taskContract,
                       taskQueueContract: json["task_queue_contract"] as? String, tokenContract: json["token_contract"] as? String,
-                      profile: profile, depositAddress: json["deposit_address"] as? String, accounts: accounts,
+                      nodeContract: json["node_contract"] as? String, profile: profile, depositAddress: json["deposit_address"] as? String, accounts: accounts,
                       ownStateDir: ownStateDir)
     }
 

@@ -57,6 +57,16 @@ struct HydrogenEndToEndTests {
         #expect(try db.query("SELECT count(*) FROM crynux.jobs WHERE approval_tx_hash IS NOT NULL")[0].get(0, as: Int64.self) == 1)
         // Exactly the 24 fees left the wallet.
         #expect(try harness.cnxBalance() == (10_000 - 24 * 30) * Self.cnx)
+        // 24 jobs, ten tasks' worth of nodes, three workers estimating against the same free
+        // nodes: admitted against the Node contract's count, no createTask reverted for want of
+        // them (each such revert costs its gas), as the chain's receipts say.
+        var reverted: [String] = []
+        for job in jobs {
+            for tx in try JobStore.allTransactions(db, jobId: job.id) where tx.purpose == .createTask {
+                if let receipt = try harness.rpc.getTransactionReceipt(tx.hash), !receipt.status { reverted.append("job \(job.id) \(tx.hash.hex)") }
+            }
+        }
+        #expect(reverted.isEmpty && jobs.allSatisfy { $0.recreations == 0 }, "reverted createTasks: \(reverted)")
     }
 
     @Test func aWorkerKilledRightAfterBroadcastingIsFinishedByAnotherWithoutASecondTask() throws {

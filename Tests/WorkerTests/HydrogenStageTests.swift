@@ -223,24 +223,70 @@ struct HydrogenStageTests {
         #expect(try h.walletNonce() == 0)
     }
 
-    @Test func aCreateThatRevertsForWantOfNodesIsCreatedAgain() throws {
-        let h = try Self.harness(allowance: 1_000 * Self.cnx)
+    @Test func aCreateThatRevertsForWantOfNodesWaitsForNodesAgainUpToTheQueueTimeout() throws {
+        // Other creators took the nodes between our reading and the block: the job waits for free
+        // nodes again however often that happens (not bounded by --max-recreations), but no
+        // longer than --queue-timeout from its first wait.
+        let h = try Self.harness(allowance: 1_000 * Self.cnx) { $0.maxRecreations = 1; $0.queueTimeout = 60 }
         h.network.script { $0.revertReason = "No kind of gpu vram meets condition" }
         let id = try h.submit()
-        try h.runOnce(id)
-        let first = try #require(try h.transactions(id).first)
-        h.network.mine(first.hash, succeeded: false)
         var job = try h.runOnce(id)
-        // Back to an unsigned create, the reverted transaction kept; then a new one is signed.
-        #expect(job.recreations == 1 && job.status == .pending)
+        for round in 1...3 {
+            let tx = try #require(try h.transactions(id).filter { $0.purpose == .createTask }.last)
+            h.network.mine(tx.hash, succeeded: false)
+            job = try h.runOnce(id)
+            // Back to an unsigned create, the reverted transaction kept, the wait for nodes started once.
+            #expect(job.recreations == round && job.status == .pending && job.stage == .create && job.txNonce == nil && job.taskQueuedAt != nil)
+            job = try h.runOnce(id)
+            #expect(try h.transactions(id).filter { $0.purpose == .createTask }.count == round + 1 && job.txNonce == UInt64(round))
+        }
+        #expect(try h.details(id).contains { $0.hasSuffix("too few free nodes by its block; waiting for free nodes again") })
+        // Past the queue timeout since the first wait: the next lost race fails the job.
+        let waitStarted = try #require(job.taskQueuedAt)
+        try h.db.execute("UPDATE crynux.jobs SET task_queued_at = task_queued_at - interval '61 seconds' WHERE id = $1", [id])
+        h.network.mine(try #require(try h.transactions(id).last).hash, succeeded: false)
         job = try h.runOnce(id)
-        let txs = try h.transactions(id).filter { $0.purpose == .createTask }
-        #expect(txs.count == 2 && txs[1].nonce == 1 && job.txNonce == 1)
-        // An ordinary revert still fails the job.
+        #expect(job.status == .failed && job.lastError == "createTask reverted: No kind of gpu vram meets condition; no free nodes for 60 s",
+                "\(job.lastError ?? "")")
+        #expect(job.taskQueuedAt.map { $0 < waitStarted } == true)
+        // An ordinary revert still fails the job at once.
+        let other = try h.submit(PipelineHarness.sdArgs(images: 1, prompt: "ordinary revert"))
         h.network.script { $0.revertReason = "Invalid task type" }
-        h.network.mine(txs[1].hash, succeeded: false)
-        job = try h.runOnce(id)
+        _ = try h.runOnce(other)
+        h.network.mine(try #require(try h.transactions(other).first).hash, succeeded: false)
+        job = try h.runOnce(other)
         #expect(job.status == .failed && job.lastError == "createTask reverted: Invalid task type")
+    }
+
+    @Test func createTasksAreAdmittedAgainstTheFreeNodesLessOursOnTheirWay() throws {
+        // Every worker's estimate sees the same free nodes: the Node contract's count, less our
+        // createTasks not yet mined or mined after it was read, admits only what can start.
+        let h = try Self.harness(allowance: 1_000 * Self.cnx)
+        h.network.script { $0.freeNodeTasks = 2; $0.freeNodesBlock = 10 }
+        let ids = try (0..<5).map { try h.submit(PipelineHarness.sdArgs(images: 1, prompt: "nodes \($0)")) }
+        for id in ids { _ = try h.runOnce(id) }
+        let signed = try ids.filter { !(try h.transactions($0)).isEmpty }
+        #expect(signed.count == 2)
+        let waiting = ids.filter { !signed.contains($0) }
+        for id in waiting {
+            let job = try h.job(id)
+            #expect(job.status == .pending && job.txNonce == nil && job.taskQueuedAt != nil)
+            let details = try h.details(id)
+            #expect(details.contains("waiting for free nodes: the free nodes can start 2 such task(s) and 2 of our createTasks are on their way; nothing was sent"),
+                    "\(details)")
+        }
+        // Mined after the block the count was read at: still taking the nodes it counted as free.
+        for id in signed { h.network.mine(try h.transactions(id)[0].hash, block: 11, taskId: UInt64(id)); _ = try h.runOnce(id) }
+        for id in waiting { _ = try h.runOnce(id) }
+        #expect(try waiting.allSatisfy { try h.transactions($0).isEmpty })
+        // Read at their block: the nodes they took are busy, one task's worth is free again.
+        h.network.script { $0.freeNodeTasks = 1; $0.freeNodesBlock = 11 }
+        for id in waiting { _ = try h.runOnce(id) }
+        #expect(try waiting.filter { !(try h.transactions($0)).isEmpty }.count == 1)
+        // The free nodes read as none: nothing more is signed, and the wait keeps its start.
+        h.network.script { $0.freeNodeTasks = 0; $0.freeNodesBlock = 12 }
+        for id in waiting { _ = try h.runOnce(id) }
+        #expect(try waiting.filter { !(try h.transactions($0)).isEmpty }.count == 1)
     }
 
     @Test func anAllowanceRevertDespiteEnoughStandingIsReadAgainThenNamed() throws {

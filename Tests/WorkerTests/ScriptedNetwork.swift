@@ -31,6 +31,10 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
         var gasPrice: BigUInt = 1_000_000_000
         var tip: BigUInt = 1_000
         var queue = QueueState(size: 0, limit: 50)
+        /// Hydrogen: the tasks the free nodes could start, read at `freeNodesBlock`; nil: no Node
+        /// contract configured (nothing admitted against them).
+        var freeNodeTasks: UInt64?
+        var freeNodesBlock: UInt64 = 0
         var pendingNonce: UInt64 = 0
         var minedNonce: UInt64 = 0
         /// Which transaction used a nonce, as the chain shows it.
@@ -139,6 +143,12 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
     func queueState() throws -> QueueState {
         try enter("queueState")
         return read { $0.queue }
+    }
+
+    func admissionState(for request: TaskRequest) throws -> QueueState {
+        guard profile == .hydrogen else { return try queueState() }
+        try enter("admissionState")
+        return read { s in s.freeNodeTasks.map { QueueState(size: 0, limit: $0, readBlock: s.freeNodesBlock) } ?? QueueState(size: 0, limit: .max) }
     }
 
     func minedNonce(of wallet: Address) throws -> UInt64 {

@@ -181,6 +181,9 @@ class Devnet:
         }
         if self.profile == "hydrogen":
             info["token_contract"] = to_checksum_address(d.token.address)
+            # Node.sol's views (availableNodes, filterGPUVram, filterGPUID) are served by the Task
+            # contract here; the real network had a Node contract of its own.
+            info["node_contract"] = to_checksum_address(d.task.address)
         return info
 
     def _named_calls(self, counts: dict) -> dict:

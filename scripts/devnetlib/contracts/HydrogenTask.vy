@@ -319,6 +319,27 @@ def totalAbortedTasks() -> uint256:
     return self.numAbortedTasks
 
 
+# Node.sol's views (crynux-contracts@bf05e39), which the devnet serves from the Task contract's
+# address because it keeps the Node contract's state here: a client admits createTasks against them.
+
+@view
+@external
+def availableNodes() -> uint256:
+    return len(self.availNodes)
+
+
+@view
+@external
+def filterGPUVram(vramLimit: uint256, countLimit: uint256) -> (DynArray[uint256, MAX_KINDS], DynArray[uint256, MAX_KINDS]):
+    return self._filterGPUVram(vramLimit, countLimit)
+
+
+@view
+@external
+def filterGPUID(vramLimit: uint256, countLimit: uint256) -> (DynArray[bytes32, MAX_KINDS], DynArray[uint256, MAX_KINDS]):
+    return self._filterGPUID(vramLimit, countLimit)
+
+
 # ---------------------------------------------------------------- task internals
 
 @view

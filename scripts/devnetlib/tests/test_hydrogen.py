@@ -342,6 +342,27 @@ def test_node_vram_and_gpu_kinds_knobs(hc, account):
     assert ok(create_data(1, json.dumps(GPT), vram=24))
 
 
+def test_node_views_count_the_free_nodes(hnet, hc, account):
+    """Node.sol@bf05e39's views, at the address devnet.json names: what a client admits createTasks by."""
+    node = hnet.info["node_contract"]
+    assert node == hnet.info["task_contract"]
+    hc.knobs(nodes=7, node_vram_gb=24, node_gpu_kinds=1)
+    available = lambda: decode(["uint256"], hc.call(node, selector("availableNodes()")))[0]
+    by_vram = lambda v, n: decode(["uint256[]", "uint256[]"], hc.call(node, selector("filterGPUVram(uint256,uint256)") + encode(["uint256", "uint256"], [v, n])))
+    by_id = lambda v, n: decode(["bytes32[]", "uint256[]"], hc.call(node, selector("filterGPUID(uint256,uint256)") + encode(["uint256", "uint256"], [v, n])))
+    assert available() == 7
+    assert by_vram(8, 1) == ((24,), (7,))
+    ids, counts = by_id(24, 3)
+    assert len(ids) == 1 and counts == (7,)
+    call = lambda fn, *a: selector(fn) + encode(["uint256", "uint256"], list(a))
+    assert revert_of(hc, node, call("filterGPUVram(uint256,uint256)", 40, 1), ZERO_ADDRESS) == "execution reverted: No kind of gpu vram meets condition"
+    assert revert_of(hc, node, call("filterGPUID(uint256,uint256)", 24, 8), ZERO_ADDRESS) == "execution reverted: No kind of gpu id meets condition"
+    acct = account()
+    approve(hc, acct, 30 * CNX)
+    create_task(hc, acct, sd(prompt="takes three"), vram=8)
+    assert available() == 4 and by_vram(8, 1) == ((24,), (4,)) and by_id(24, 3)[1] == (4,)
+
+
 def test_task_created_events_and_get_task(hc, account):
     acct = account()
     approve(hc, acct, 100 * CNX)
