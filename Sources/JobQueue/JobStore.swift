@@ -100,6 +100,22 @@ public enum JobStore {
         try db.query("SELECT * FROM crynux.jobs WHERE id = $1", [id]).first.map { try Job(row: $0) }
     }
 
+    /// The channel every transition to succeeded, failed or cancelled is announced on, at its
+    /// commit (migration 013): `{"id", "status", "kind", "idempotency_key"?, "results"}`.
+    public static let jobFinishedChannel = "crynux_job_finished"
+
+    /// Where each of `ids` stands: nil for an id with no job.
+    public static func outcomes(_ db: PostgresConnection, ids: [Int64]) throws -> [Int64: JobOutcome] {
+        try db.query("""
+            SELECT j.id, j.status, j.kind, j.last_error, (SELECT count(*) FROM crynux.job_results r WHERE r.job_id = j.id) AS results
+            FROM crynux.jobs j WHERE j.id = ANY($1::bigint[])
+            """, ["{" + ids.map(String.init).joined(separator: ",") + "}"]).reduce(into: [:]) { found, row in
+            let outcome = JobOutcome(id: try row.get("id"), status: try row.get("status"), kind: try row.get("kind"),
+                                     lastError: try row.optional("last_error"), results: try row.get("results"))
+            found[outcome.id] = outcome
+        }
+    }
+
     public static func events(_ db: PostgresConnection, jobId: Int64) throws -> [JobEvent] {
         try db.query("""
             SELECT at, from_status, from_stage, to_status, to_stage, detail, worker
@@ -203,4 +219,15 @@ public enum JobStore {
             VALUES ($1, $2, $3, $4, $5, $6, $7)
             """, [jobId, from?.0, from?.1, to.0, to.1, detail, worker])
     }
+}
+
+/// A job's status, as `wait` reports it.
+public struct JobOutcome: Sendable, Equatable {
+    public let id: Int64
+    public let status: String
+    public let kind: String
+    public let lastError: String?
+    public let results: Int64
+
+    public var ended: Bool { status != JobStatus.pending.rawValue }
 }

@@ -14,13 +14,13 @@ struct CrynuxWorker: ParsableCommand {
         discussion: """
             Exit codes: 0 done; 1 failed (the database or the network did not answer, a start-up
             check failed, e.g. a wrong chain or a missing migration); 3 no such job (show, cancel,
-            retry); 64 a usage error (an unknown option, a value out of range). `run` exits 0 after
+            retry, wait); 4, 5, 6 (wait) a job failed, was cancelled, or the timeout passed; 64 a usage error (an unknown option, a value out of range). `run` exits 0 after
             a graceful stop (SIGTERM or SIGINT, or --exit-when-idle). Examples:
               crynux-worker migrate
               crynux-worker run --devnet devnet.json --metrics-port 9464
               crynux-worker status
             """,
-        subcommands: [Migrate.self, Run.self, Submit.self, Status.self, Show.self, Cancel.self, Retry.self, Results.self, Prune.self,
+        subcommands: [Migrate.self, Run.self, Submit.self, Wait.self, Status.self, Show.self, Cancel.self, Retry.self, Results.self, Prune.self,
                       BenchQueue.self])
 }
 

@@ -18,7 +18,7 @@ struct CommandLineTests {
     }
 
     @Test func everyVerbsHelpHasAnExample() throws {
-        let verbs = ["migrate", "run", "submit", "status", "show", "cancel", "retry", "results", "prune", "bench-queue"]
+        let verbs = ["migrate", "run", "submit", "wait", "status", "show", "cancel", "retry", "results", "prune", "bench-queue"]
         let top = try Products.runWorker(["--help"])
         #expect(top.status == 0)
         for verb in verbs { #expect(top.output.contains(verb), "\(verb) missing from the overview") }
@@ -28,6 +28,40 @@ struct CommandLineTests {
             #expect(help.status == 0, "\(verb): \(help.output)")
             #expect(help.output.contains("Example") && help.output.contains("crynux-worker \(verb)"), "\(verb) --help has no example:\n\(help.output)")
         }
+    }
+
+    /// `wait` blocks on crynux_job_finished until every job ended, and its exit code says how
+    /// they ended: 0 all succeeded, 4 one failed, 5 one was cancelled, 6 timed out, 3 no such job.
+    @Test func waitBlocksUntilTheJobsEndAndExitsByHowTheyEnded() throws {
+        let db = try database.connect()
+        let ids = try (0..<4).map { try JobStore.submit(db, JobSubmission(kind: "gpt", taskArgs: "{\"n\":\($0)}")) }
+        func end(_ id: Int64, _ status: String, _ error: String? = nil) throws {
+            try db.execute("UPDATE crynux.jobs SET status = $2, finished_at = now(), last_error = $3 WHERE id = $1", [id, status, error])
+        }
+        // Started while both jobs are pending; they end only once it listens.
+        let waiting = try WorkerProcess(arguments: ["--timeout", "2m", "--json", String(ids[0]), String(ids[1])], environment: env, command: "wait")
+        let listening = try waitUntil(timeout: 30) {
+            try db.query("SELECT 1 FROM pg_stat_activity WHERE state = 'idle' AND query LIKE '%crynux.job_results r WHERE r.job_id%'").count > 0
+        }
+        #expect(listening, "wait never listened: \(waiting.output)")
+        try end(ids[0], "succeeded")
+        #expect(waiting.process.isRunning, "\(waiting.output)")
+        try end(ids[1], "succeeded")
+        #expect(waiting.wait(timeout: 30) == 0, "\(waiting.output)")
+        let array = try #require(try JSONSerialization.jsonObject(with: Data(waiting.output.utf8)) as? [[String: Any]])
+        #expect(array.map { ($0["id"] as? NSNumber)?.int64Value } == [ids[0], ids[1]] && array.allSatisfy { $0["status"] as? String == "succeeded" })
+
+        try end(ids[2], "failed", "createTask reverted: Invalid task type")
+        let failed = try Products.runWorker(["wait", String(ids[0]), String(ids[2])], environment: env)
+        #expect(failed.status == 4 && failed.output.contains("\(ids[2]) failed: createTask reverted: Invalid task type"), "\(failed.output)")
+        let timedOut = try Products.runWorker(["wait", "--timeout", "1s", String(ids[0]), String(ids[3])], environment: env)
+        #expect(timedOut.status == 6 && timedOut.output.contains("\(ids[3]) still pending after 1s"), "\(timedOut.output)")
+        #expect(try JobStore.cancel(db, id: ids[3]) == .cancelled)
+        #expect(try Products.runWorker(["wait", String(ids[0]), String(ids[3])], environment: env).status == 5)
+        #expect(try Products.runWorker(["wait", String(ids[2]), String(ids[3])], environment: env).status == 4)
+        let missing = try Products.runWorker(["wait", String(ids[0]), "999999"], environment: env)
+        #expect(missing.status == 3 && missing.output.contains("no job 999999"), "\(missing.output)")
+        #expect(try Products.runWorker(["wait", "--timeout", "soon", String(ids[0])], environment: env).status == 64)
     }
 
     /// Numbers that do not fit are usage errors named by their flag, never a trap (they trapped

@@ -159,11 +159,12 @@ public final class WorkerProcess: @unchecked Sendable {
     public let process = Process()
     public let logFile: URL
 
-    public init(arguments: [String], environment: [String: String]) throws {
+    /// Runs `crynux-worker <command> <arguments>` (`run` unless told).
+    public init(arguments: [String], environment: [String: String], command: String = "run") throws {
         logFile = FileManager.default.temporaryDirectory.appendingPathComponent("worker-\(UInt32.random(in: 0...UInt32.max)).log")
         _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
         process.executableURL = try Products.worker()
-        process.arguments = ["run"] + arguments
+        process.arguments = [command] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let handle = try FileHandle(forWritingTo: logFile)
         process.standardOutput = handle

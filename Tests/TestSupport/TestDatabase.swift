@@ -55,3 +55,13 @@ public struct TestDatabase: Sendable {
         return components.string ?? url
     }
 }
+
+/// Polls `condition` (a row, a port, a log line) until it holds; false when `timeout` passed first.
+public func waitUntil(timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return true }
+        Thread.sleep(forTimeInterval: 0.05)
+    }
+    return try condition()
+}

@@ -99,12 +99,7 @@ struct PipelineHarness {
 
     /// Waits until `condition` holds; false when `timeout` passes first.
     func waitUntil(timeout: Double = 60, _ condition: () throws -> Bool) rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if try condition() { return true }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        return try condition()
+        try TestSupport.waitUntil(timeout: timeout, condition)
     }
 
     static func sdArgs(images: Int, prompt: String = "a lighthouse at dusk") -> String {
