@@ -44,6 +44,11 @@ extension JobStore {
                     let onTheWay = try createTasksOnTheWay(db, wallet: draft.wallet)
                     guard BigUInt(onTheWay + 1) * standing.fee <= standing.available else { throw TokensCommitted(onTheWay: onTheWay) }
                 }
+                if draft.purpose == .createTask {
+                    // A new createTask is a new payment: value, gas limit × price, and Hydrogen's CNX.
+                    try checkBudgets(db, wallet: draft.wallet,
+                                     amount: draft.value + BigUInt(draft.gasLimit) * draft.gasPrice + (draft.tokenStanding?.fee ?? 0))
+                }
                 try db.execute("UPDATE crynux.wallets SET next_nonce = next_nonce + 1, updated_at = now() WHERE address = $1",
                                [draft.wallet.bytes.hex])
             }
@@ -113,12 +118,16 @@ extension JobStore {
                                jobId: Int64?) throws -> StoredTransaction {
         let row = try db.query("""
             INSERT INTO crynux.job_transactions
-                (tx_hash, job_id, purpose, wallet_address, nonce, gas_price_wei, priority_fee_wei, gas_limit, value_wei, raw_tx)
-            VALUES ($1, $2, $3, $4, $5, $6::numeric, $7::numeric, $8, $9::numeric, $10)
+                (tx_hash, job_id, purpose, wallet_address, nonce, gas_price_wei, priority_fee_wei, gas_limit, value_wei, raw_tx, token_fee_wei)
+            VALUES ($1, $2, $3, $4, $5, $6::numeric, $7::numeric, $8, $9::numeric, $10,
+                    -- Hydrogen's CNX a createTask commits; a replacement commits the same CNX.
+                    CASE WHEN $3 = 'create_task' THEN coalesce($11::numeric, (
+                        SELECT max(o.token_fee_wei) FROM crynux.job_transactions o
+                        WHERE o.wallet_address = $4 AND o.nonce = $5 AND o.purpose = 'create_task')) END)
             RETURNING *
             """, [signed.hash.hex, jobId, draft.purpose.rawValue, draft.wallet.bytes.hex, try int64(nonce, "nonce"),
                   draft.gasPrice.description, draft.tip?.description, try int64(draft.gasLimit, "gas limit"), draft.value.description,
-                  signed.raw])[0]
+                  signed.raw, draft.purpose == .createTask ? draft.tokenStanding?.fee.description : nil])[0]
         return try StoredTransaction(row: row)
     }
 

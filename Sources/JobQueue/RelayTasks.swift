@@ -141,6 +141,8 @@ extension JobStore {
     /// same task) and applies changes, inside the caller's transaction.
     static func writeRelayTasks(_ db: PostgresConnection, prepared: [RelayTaskRecord], changes: [RelayTaskChange]) throws {
         for task in prepared {
+            // A job's own task is a new payment; a validation group's two more complete one.
+            if task.member == 0 { try checkBudgets(db, wallet: task.wallet, amount: task.taskFee) }
             try db.execute("""
                 INSERT INTO crynux.relay_tasks (commitment, job_id, attempt, member, wallet_address, task_id, nonce, task_type,
                     task_fee_wei, min_vram, required_gpu, required_gpu_vram, task_version, task_size, model_ids)

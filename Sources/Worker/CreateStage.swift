@@ -43,6 +43,9 @@ struct CreateStage {
                                   vramLimit: job.vramLimitOverride ?? task.vramLimit, cap: task.cap,
                                   fee: job.feeWeiOverride ?? config.feePerResultWei * BigUInt(task.cap))
         let hydrogen = context.network.profile == .hydrogen
+        if let refused = feeOverCeiling(hydrogen ? job.feeWeiOverride ?? config.tokenTaskFeeWei : request.fee, config) {
+            return refused
+        }
         // The queue prices a task at fee / cap (whole wei); at 0 it never leaves the queue.
         guard hydrogen || request.fee >= BigUInt(request.cap) else {
             return .fail(reason: "the fee of \(request.fee) wei is below one wei per result (\(request.cap)): such a task would never leave the queue; no transaction was sent",
@@ -402,17 +405,6 @@ struct CreateStage {
     }
 }
 
-/// An amount of CNX for people (every profile's fees are CNX with 18 decimals), from wei.
-func cnx(_ wei: BigUInt) -> String {
-    let unit = BigUInt(10).power(18)
-    let (whole, rest) = wei.quotientAndRemainder(dividingBy: unit)
-    guard rest > 0 else { return "\(whole) CNX" }
-    var fraction = String(rest)
-    fraction = String(repeating: "0", count: 18 - fraction.count) + fraction
-    while fraction.hasSuffix("0") { fraction.removeLast() }
-    return "\(whole).\(fraction) CNX"
-}
-
 /// What a create stage starts from: the job's kind and its exact arguments, or the outcome that
 /// fails it (an unknown kind, arguments over the Relay's request limit, which claims leave behind).
 enum CreateInput {
@@ -434,4 +426,10 @@ extension Job {
         }
         return .ready(kind, arguments)
     }
+}
+
+/// The outcome of a job whose task would cost more than `--max-fee-per-job`: failed, nothing paid.
+func feeOverCeiling(_ fee: BigUInt, _ config: WorkerConfig) -> StageOutcome? {
+    guard let ceiling = config.maxFeePerJobWei, fee > ceiling else { return nil }
+    return .fail(reason: "the task's fee of \(cnx(fee)) is above --max-fee-per-job (\(cnx(ceiling))); nothing was paid", retryFrom: .create)
 }

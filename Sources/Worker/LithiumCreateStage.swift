@@ -45,6 +45,7 @@ struct LithiumCreateStage {
             // The Relay would queue a task priced 0 behind every paid one, for ever.
             return .fail(reason: "the task's fee is 0: set fee_wei above 0 (or leave it unset for the configured fee); nothing was sent", retryFrom: .create)
         }
+        if let refused = feeOverCeiling(fee, context.config) { return refused }
         let key = context.wallet.key
         let taskId = LithiumIdentity.taskId(key: key, job: job, attempt: attempt, arguments: arguments)
         let nonce = LithiumIdentity.nonce(key: key, job: job, attempt: attempt, member: 0, arguments: arguments)

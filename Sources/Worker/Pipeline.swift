@@ -149,7 +149,7 @@ struct Pipeline {
             let (outcome, context) = try decided ?? decideOrRetry(job, self.context(db, job, justSigned: nil))
             decided = nil
             guard case .sign(let draft, let facts, let note) = outcome else {
-                try apply(db, outcome, to: job, observed: context.observed)
+                try applyWithinBudgets(db, outcome, to: job, observed: context.observed)
                 return
             }
             let signed: StoredTransaction
@@ -166,6 +166,9 @@ struct Pipeline {
                 return
             } catch let pending as ReconciliationPending {
                 try apply(db, .wait(after: config.admissionRetry, error: pending.description), to: job, observed: context.observed)
+                return
+            } catch let exceeded as BudgetExceeded {
+                try apply(db, budgetWait(exceeded), to: job, observed: context.observed)
                 return
             } catch is ApprovalInFlight {
                 // Another job's approval will cover this one too.
@@ -191,8 +194,7 @@ struct Pipeline {
             guard let relay = relays[wallet.address] else { throw WorkerError("no Relay client for wallet \(wallet.address.checksummed)") }
             let context = LithiumContext(relay: relay, config: config, wallet: wallet, tasks: try JobStore.relayTasks(db, jobId: job.id))
             let outcome = try jobsOwnFailure({ try decide(job, context) }, else: { context.retryLater(job, after: $0) })
-            try apply(db, outcome, to: job, observed: Observations())
-            guard case .prepare = outcome else { return }
+            guard try applyWithinBudgets(db, outcome, to: job, observed: Observations()), case .prepare = outcome else { return }
             guard let reloaded = try JobStore.job(db, id: job.id), reloaded.leaseToken == job.leaseToken else { throw LeaseLost() }
             job = reloaded
         }
@@ -226,6 +228,29 @@ struct Pipeline {
                     log.info("job(s) \(lost.joined(separator: ",")): lease lost; another worker has taken over", .init(stage: JobStage.poll.rawValue))
                 }
             }
+        }
+    }
+
+    /// A payment a budget holds back: the job waits in its stage, nothing signed or sent, until
+    /// the window has room again (looked at again within a minute, as budgets may change); one
+    /// that alone is over a budget can never be made and fails.
+    private func budgetWait(_ exceeded: BudgetExceeded) -> StageOutcome {
+        guard let roomAt = exceeded.roomAt else {
+            return .fail(reason: "\(exceeded.description.replacingOccurrences(of: "waiting for budget: ", with: "")); nothing was paid", retryFrom: .create)
+        }
+        return .wait(after: min(max(roomAt.timeIntervalSinceNow, 1), 60), error: exceeded.description)
+    }
+
+    /// Applies `outcome`; one whose payment (a Relay task stored before it is sent) a budget holds
+    /// back is not applied, and the job waits instead (false).
+    @discardableResult
+    private func applyWithinBudgets(_ db: PostgresConnection, _ outcome: StageOutcome, to job: Job, observed: Observations) throws -> Bool {
+        do {
+            try apply(db, outcome, to: job, observed: observed)
+            return true
+        } catch let exceeded as BudgetExceeded {
+            try apply(db, budgetWait(exceeded), to: job, observed: observed)
+            return false
         }
     }
 

@@ -2,6 +2,7 @@ import BigInt
 import Crynux
 import Ethereum
 import Foundation
+import JobQueue
 
 /// Looks at every wallet's balances now and then: below the cost of the next `lowFundsJobs`
 /// jobs it warns (a log line and `crynux_wallet_low_funds` = 1), and tells again when funds are

@@ -109,6 +109,11 @@ public struct WorkerConfig: Sendable {
     public var maxGasPriceWei: BigUInt?
     public var gasPriceCeilingFactor: UInt = 3
     public var maxGasShareOfFee: Double?
+    /// Budgets this worker sets in `crynux.budgets` at start (every worker enforces every budget there).
+    public var budgets: [BudgetSpec] = []
+    /// The most a job may pay for its task (era D: the createTask's value; Hydrogen: the CNX fee;
+    /// Lithium: the Relay task's fee): a job that asks more fails, nothing paid.
+    public var maxFeePerJobWei: BigUInt?
     /// A createTask not mined this long after the job entered create has its nonce filled (a
     /// zero-value transfer to the wallet itself) and the job fails without a task.
     public var createDeadline: Double = 900
@@ -225,5 +230,57 @@ public struct WorkerConfig: Sendable {
     /// The next getTask poll: a tenth of the time the task has run so far, within the bounds.
     func nextPoll(waited: Double) -> Double {
         min(max(pollInterval, waited / 10), pollIntervalMax)
+    }
+}
+
+/// `--budget`: `50cnx/hour`, `0.5cnx/10m`, `1000wei/30s`, or with `total:` in front a budget of all
+/// wallets together; without it, one budget per wallet of the worker.
+public struct BudgetSpec: Sendable, Equatable {
+    public let total: Bool
+    public let window: Int
+    public let limit: BigUInt
+
+    public init(total: Bool, window: Int, limit: BigUInt) {
+        self.total = total
+        self.window = window
+        self.limit = limit
+    }
+
+    public struct Invalid: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public static func parse(_ text: String) throws -> BudgetSpec {
+        let invalid = Invalid(description: "--budget \"\(text)\": expected AMOUNT/WINDOW, e.g. 50cnx/hour, 0.5cnx/10m, 500cnx/day, total:2000cnx/day (AMOUNT in cnx or wei, WINDOW second, minute, hour, day or a number with s, m, h, d)")
+        var body = Substring(text.lowercased())
+        let total = body.hasPrefix("total:")
+        if total { body = body.dropFirst("total:".count) }
+        let parts = body.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let limit = amount(parts[0]), limit > 0, let window = window(parts[1]) else { throw invalid }
+        return BudgetSpec(total: total, window: window, limit: limit)
+    }
+
+    /// `50cnx`, `0.25cnx` (18 decimals, exact), `123wei`.
+    static func amount(_ text: Substring) -> BigUInt? {
+        if text.hasSuffix("wei") { return BigUInt(String(text.dropLast(3))) }
+        guard text.hasSuffix("cnx") else { return nil }
+        let number = text.dropLast(3)
+        let pieces = number.split(separator: ".", omittingEmptySubsequences: false)
+        guard (1...2).contains(pieces.count), pieces.allSatisfy({ $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }),
+              !pieces[0].isEmpty, pieces.count == 1 || (1...18).contains(pieces[1].count),
+              let whole = BigUInt(String(pieces[0])) else { return nil }
+        let fraction = pieces.count == 2 ? String(pieces[1]) + String(repeating: "0", count: 18 - pieces[1].count) : "0"
+        guard let part = BigUInt(fraction) else { return nil }
+        return whole * BigUInt(10).power(18) + part
+    }
+
+    /// Seconds, 1 s to 366 days.
+    static func window(_ text: Substring) -> Int? {
+        let named: [Substring: Int] = ["second": 1, "minute": 60, "hour": 3600, "day": 86_400]
+        if let seconds = named[text] { return seconds }
+        let units: [Character: Int] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        guard let unit = text.last.flatMap({ units[$0] }), let count = Int(text.dropLast()), count > 0,
+              count <= 31_622_400 / unit else { return nil }
+        return count * unit
     }
 }

@@ -82,3 +82,33 @@ public enum WorkerMetrics {
         return Double(wei / unit) + Double(wei % unit) / 1e18
     }
 }
+
+/// Every budget's use as metrics, and a warning when one passes 80 % of its limit (once, until it
+/// falls below again).
+struct BudgetWatch {
+    private var warned: Set<String> = []
+    private var known: Set<String> = []
+
+    mutating func look(_ uses: [BudgetUse], log: WorkerLog) {
+        var seen: Set<String> = []
+        for use in uses {
+            let label = use.budget.label
+            seen.insert(label)
+            Gauge(label: "crynux_budget_used_cnx", dimensions: [("budget", label)]).record(WorkerMetrics.cnx(use.used))
+            Gauge(label: "crynux_budget_limit_cnx", dimensions: [("budget", label)]).record(WorkerMetrics.cnx(use.budget.limit))
+            if use.share >= 0.8 {
+                if warned.insert(label).inserted {
+                    log.warning("\(use.budget) is \(Int(use.share * 100)) % used (\(cnx(use.used)) committed): jobs will wait once it is full")
+                }
+            } else {
+                warned.remove(label)
+            }
+        }
+        // A budget removed from the table: its series say so instead of freezing at their last value.
+        for gone in known.subtracting(seen) {
+            Gauge(label: "crynux_budget_used_cnx", dimensions: [("budget", gone)]).record(0)
+            Gauge(label: "crynux_budget_limit_cnx", dimensions: [("budget", gone)]).record(0)
+        }
+        known = seen
+    }
+}

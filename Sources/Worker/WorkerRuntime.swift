@@ -114,6 +114,17 @@ public final class WorkerRuntime: @unchecked Sendable {
             watch = WalletWatch(network: network, config: config, log: log)
             keeper = WalletKeeper(network: network, config: config, log: log)
         }
+        if !config.budgets.isEmpty {
+            let budgets = config.budgets.flatMap { spec in
+                spec.total ? [Budget(wallet: nil, window: spec.window, limit: spec.limit)]
+                    : wallets.map { Budget(wallet: $0.address, window: spec.window, limit: spec.limit) }
+            }
+            try waitingForDatabase("setting the budgets", timeout: config.startupTimeout, log: log, stopping: { isStopping }) {
+                try JobStore.setBudgets(db, budgets)
+            }
+            log.info("budgets set: \(budgets.map(\.description).joined(separator: "; "))")
+        }
+        if let ceiling = config.maxFeePerJobWei { log.info("a job may pay at most \(cnx(ceiling)) for its task (--max-fee-per-job)") }
 
         let done = DispatchGroup()
         for index in 0..<max(config.concurrency, 1) {
@@ -222,6 +233,7 @@ public final class WorkerRuntime: @unchecked Sendable {
         var connection: PostgresConnection?
         var lastPrune = Date()
         var lastCheck = Date.distantPast
+        var budgetWatch = BudgetWatch()
         while !isStopping {
             if -lastCheck.timeIntervalSinceNow >= config.walletCheckInterval {
                 lastCheck = Date()
@@ -241,6 +253,13 @@ public final class WorkerRuntime: @unchecked Sendable {
                 } catch {
                     log.error("prune: \(error)")
                 }
+            }
+            do {
+                let db = try connection ?? config.connectDatabase()
+                connection = db
+                budgetWatch.look(try JobStore.budgetUse(db), log: log)
+            } catch {
+                log.error("reading the budgets: \(error)")
             }
             if let keeper, let chainId = wallets.first?.chainId {
                 do {

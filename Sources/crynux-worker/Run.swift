@@ -67,6 +67,10 @@ struct Run: ParsableCommand {
     var sdSchema: String?
     @Option(help: "Widest block range of one eth_getLogs (default: whole ranges, split when the node names its limit).")
     var logsBlockRange: UInt64?
+    @Option(help: "A spending cap every worker enforces together, kept in crynux.budgets: AMOUNT/WINDOW per wallet of this worker (50cnx/hour, 500cnx/day, 0.5cnx/10m), or total:AMOUNT/WINDOW for all wallets together; repeatable. A job whose payment would pass one waits in create, nothing signed or sent.")
+    var budget: [String] = []
+    @Option(help: "The most one job may pay for its task, in wei (era D: the createTask value; Hydrogen: the CNX fee; Lithium: the Relay task fee): a job that asks more fails, nothing paid.")
+    var maxFeePerJob: String?
     @Option(help: "Fixed createTask gas limit (default: estimate, refusing creates that would revert).") var gasLimit: UInt64?
     @Option(help: "Fixed gas price in wei (default: the node's).") var gasPriceWei: String?
     @Flag(help: "Send EIP-1559 (type 2) transactions instead of legacy EIP-155 ones.") var eip1559 = false
@@ -264,6 +268,15 @@ struct Run: ParsableCommand {
             config.maxGasPriceWei = wei
         }
         config.maxGasShareOfFee = maxGasShareOfFee
+        do {
+            config.budgets = try budget.map(BudgetSpec.parse)
+        } catch let invalid as BudgetSpec.Invalid {
+            throw ValidationError(invalid.description)
+        }
+        if let maxFeePerJob {
+            guard let wei = BigUInt(maxFeePerJob), wei > 0 else { throw ValidationError("--max-fee-per-job must be a positive whole number of wei") }
+            config.maxFeePerJobWei = wei
+        }
         config.createDeadline = createDeadline
         config.maxRecreations = maxRecreations
         config.queueTimeout = queueTimeout
