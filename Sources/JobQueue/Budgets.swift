@@ -111,10 +111,12 @@ extension JobStore {
         }, window: Int(try row.get("window_seconds", as: Int32.self)), limit: limit)
     }
 
-    /// The payments in `budget`'s window now, oldest first.
+    /// The payments in `budget`'s window now, oldest first. Now is the clock's, not the
+    /// transaction's start: a payment is stamped when it is stored, after the budgets' lock was
+    /// granted, so that the windows hold in real time (what the chain or the Relay records).
     private static func payments(_ db: PostgresConnection, _ budget: Budget) throws -> [(at: Date, amount: BigUInt)] {
         try db.query("""
-            SELECT at, amount_wei::text AS amount FROM crynux.payments_since(now() - make_interval(secs => $1))
+            SELECT at, amount_wei::text AS amount FROM crynux.payments_since(clock_timestamp() - make_interval(secs => $1))
             WHERE $2::text IS NULL OR wallet_address = $2 ORDER BY at
             """, [Double(budget.window), budget.wallet?.bytes.hex]).map {
             (try $0.get("at"), BigUInt(try $0.get("amount", as: String.self)) ?? 0)

@@ -118,8 +118,8 @@ extension JobStore {
                                jobId: Int64?) throws -> StoredTransaction {
         let row = try db.query("""
             INSERT INTO crynux.job_transactions
-                (tx_hash, job_id, purpose, wallet_address, nonce, gas_price_wei, priority_fee_wei, gas_limit, value_wei, raw_tx, token_fee_wei)
-            VALUES ($1, $2, $3, $4, $5, $6::numeric, $7::numeric, $8, $9::numeric, $10,
+                (tx_hash, job_id, purpose, wallet_address, nonce, gas_price_wei, priority_fee_wei, gas_limit, value_wei, raw_tx, signed_at, token_fee_wei)
+            VALUES ($1, $2, $3, $4, $5, $6::numeric, $7::numeric, $8, $9::numeric, $10, clock_timestamp(),
                     -- Hydrogen's CNX a createTask commits; a replacement commits the same CNX.
                     CASE WHEN $3 = 'create_task' THEN coalesce($11::numeric, (
                         SELECT max(o.token_fee_wei) FROM crynux.job_transactions o

@@ -145,9 +145,9 @@ extension JobStore {
             if task.member == 0 { try checkBudgets(db, wallet: task.wallet, amount: task.taskFee) }
             try db.execute("""
                 INSERT INTO crynux.relay_tasks (commitment, job_id, attempt, member, wallet_address, task_id, nonce, task_type,
-                    task_fee_wei, min_vram, required_gpu, required_gpu_vram, task_version, task_size, model_ids)
+                    task_fee_wei, min_vram, required_gpu, required_gpu_vram, task_version, task_size, model_ids, prepared_at)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::numeric, $10, $11, $12, $13, $14,
-                        ARRAY(SELECT jsonb_array_elements_text($15::jsonb)))
+                        ARRAY(SELECT jsonb_array_elements_text($15::jsonb)), clock_timestamp())
                 ON CONFLICT (commitment) DO NOTHING
                 """, [task.commitment.hex, task.jobId, try int32(task.attempt, "attempt"), try int32(task.member, "member"),
                       task.wallet.bytes.hex, task.taskId.hex, task.nonce.hex, Int32(task.taskType), task.taskFee.description,

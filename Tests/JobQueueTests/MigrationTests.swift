@@ -41,16 +41,16 @@ struct MigrationTests {
         let tables = try db.query("""
             SELECT table_name FROM information_schema.tables WHERE table_schema = 'crynux' AND table_type = 'BASE TABLE' ORDER BY table_name
             """).map { try $0.get("table_name", as: String.self) }
-        #expect(tables == ["job_events", "job_results", "job_transactions", "jobs", "relay_tasks", "schema_migrations", "wallets"])
+        #expect(tables == ["budgets", "job_events", "job_results", "job_transactions", "jobs", "relay_tasks", "schema_migrations", "wallets"])
         let functions = try db.query("""
             SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
             WHERE n.nspname = 'crynux' ORDER BY 1
             """).map { try $0.get("proname", as: String.self) }
-        #expect(functions == ["notify_jobs", "record_submission", "submit_job"])
+        #expect(functions == ["notify_job_finished", "notify_jobs", "payments_since", "record_submission", "submit_job"])
         let triggers = try db.query("""
             SELECT count(*) FROM pg_trigger WHERE tgrelid = 'crynux.jobs'::regclass AND NOT tgisinternal
             """)[0].get(0, as: Int64.self)
-        #expect(triggers == 2)
+        #expect(triggers == 3)
         database.drop()
     }
 

@@ -61,6 +61,46 @@ struct BackendEndToEndTests {
         #expect(heard.map(\.id) == committed, "notifications out of commit order")
     }
 
+    /// Four workers, 200 jobs, a budget of 30 tasks' fees per 8 s: summed on the Relay's own
+    /// ledger, no window holds more than the budget of the jobs' own tasks (a validation group's
+    /// two more tasks are counted but not held back: holding them could lose the first task's
+    /// fee), the rest waited and finished as the window moved on, and nothing was lost.
+    @Test func fourWorkersUnderABudgetNeverSpendPastItInAnyWindow() throws {
+        let harness = try harness()
+        let db = try harness.db()
+        let fee = BigUInt(10).power(18), window = 8.0
+        for i in 0..<200 { try JobStore.submit(db, JobSubmission(kind: "gpt", taskArgs: LithiumEndToEndTests.gptArgs(700 + i))) }
+        let logs = try harness.runWorkersUntilIdle(count: 4, timeout: 600,
+                                                   extra: ["--budget", "30cnx/8s", "--gpt-fee-wei", String(fee), "--keeper-interval", "1"])
+        let jobs = try harness.jobs()
+        #expect(jobs.count == 200 && jobs.allSatisfy { $0.status == .succeeded }, "\(jobs.filter { $0.status != .succeeded }.map { "\($0.id) \($0.status) \($0.lastError ?? "")" })\n\(logs.suffix(2000))")
+        // The Relay's ledger: every charge with its time; which were a job's own task is ours to say.
+        let account = try #require(try devnet.admin("GET", "/admin/lithium/accounts/\(harness.key.address.checksummed)") as? [String: Any])
+        var members: [String: Int] = [:]
+        for row in try db.query("SELECT commitment, member::int AS member FROM crynux.relay_tasks") {
+            members[try row.get("commitment")] = Int(try row.get("member", as: Int32.self))
+        }
+        var charges: [(at: Double, own: Bool, amount: BigUInt)] = []
+        for event in account["events"] as? [[String: Any]] ?? [] where (event["type"] as? NSNumber)?.intValue == 4 {
+            let reason = event["reason"] as? String ?? "", commitment = String(reason.drop(while: { $0 != "-" }).dropFirst())
+            charges.append(((event["time"] as? NSNumber)?.doubleValue ?? 0, members[commitment] == 0, BigUInt(event["amount"] as? String ?? "") ?? 0))
+        }
+        charges.sort { $0.at < $1.at }
+        #expect(charges.filter(\.own).count == 200, "\(charges.count) charges")
+        // Every window of the budget's length (less a second for the create request's way to the
+        // Relay, whose clock stamps the charge after ours stamped the payment) ending at a charge.
+        var fullest = BigUInt(0)
+        for end in charges {
+            let inWindow = charges.filter { $0.own && $0.at <= end.at && $0.at > end.at - (window - 1) }.reduce(BigUInt(0)) { $0 + $1.amount }
+            fullest = max(fullest, inWindow)
+        }
+        #expect(fullest <= 30 * fee, "the fullest window held \(fullest / fee) CNX")
+        #expect(fullest >= 20 * fee, "the fullest window held \(fullest / fee) CNX")
+        // The rest waited for the window to move: 200 tasks at 30 per 8 s take six windows or more.
+        let span = (charges.last?.at ?? 0) - (charges.first?.at ?? 0)
+        #expect(span >= 6 * window, "200 tasks in \(span) s")
+    }
+
     @Test func thePythonExampleSubmitsWaitsAndSavesTheImages() throws {
         let harness = try harness()
         let worker = try harness.startWorker(name: "example")

@@ -84,6 +84,9 @@ struct BudgetStageTests {
         let ids = try (0..<3).map { try h.submit(PipelineHarness.sdArgs(images: 1, prompt: "relay budget \($0)"), feeWei: String(fee)) }
         for id in ids { for _ in 0..<2 { _ = try h.runOnce(id) } }
         #expect(try ids.map { try h.tasks($0).count } == [1, 1, 0])
+        // A task stored but not yet answered by the Relay (no status yet) counts as much.
+        try h.db.execute("UPDATE crynux.relay_tasks SET relay_status = NULL, abort_reason = NULL WHERE job_id = $1", [ids[1]])
+        #expect(try JobStore.budgetUse(h.db).map(\.used) == [2 * fee])
         #expect(h.relay.taskCount == 2)
         let waiting = try h.job(ids[2])
         #expect(waiting.stage == .create && waiting.lastError?.hasPrefix("waiting for budget: the budget of 4 CNX per day of wallet") == true,

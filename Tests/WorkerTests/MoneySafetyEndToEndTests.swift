@@ -125,6 +125,17 @@ final class MoneySafetyEndToEndTests {
         #expect(!logs.contains("underpriced"))
         #expect(try harness.taskPendingCount() == 1)
     }
+}
+
+/// The same promise when money must come back or a wallet must not stall: funds, dropped and
+/// underpriced cancels, deadlines, refunds. A suite of its own (each test starts its own network)
+/// so that it runs beside the one above instead of after it.
+@Suite("Money safety end to end: refunds and deadlines", .serialized)
+final class RefundsEndToEndTests {
+    let devnet: Devnet
+
+    init() throws { devnet = try Devnet.startPrivate(["--task-duration-ms", "300", "--results-upload-delay-ms", "100"]) }
+    deinit { devnet.stop() }
 
     @Test func aCreateTheWalletCannotPayWaitsUnsignedWhileCheaperJobsRunThenGoesOnOnceFunded() throws {
         let harness = try PipelineHarness(devnet: devnet)

@@ -56,6 +56,6 @@ LANGUAGE sql STABLE AS $$
     SELECT r.prepared_at, r.wallet_address, r.job_id, r.task_fee_wei, 'relay_task'
     FROM crynux.relay_tasks r JOIN crynux.jobs j ON j.id = r.job_id
     WHERE r.prepared_at >= p_since
-      AND NOT (r.relay_status = 10 OR (r.relay_status = 9 AND r.abort_reason <> 8))
+      AND NOT (coalesce(r.relay_status, -1) = 10 OR (coalesce(r.relay_status, -1) = 9 AND coalesce(r.abort_reason, 8) <> 8))
       AND (r.created_at IS NOT NULL OR j.status = 'pending')
 $$;
