@@ -12,6 +12,7 @@ public struct StatusReport: Sendable {
     public let oldestDueSince: Date?
     public let inFlight: [WorkerLoad]
     public let wallets: [Wallet]
+    public let budgets: [BudgetUse]
 
     public static func load(_ db: PostgresConnection) throws -> StatusReport {
         // Pending jobs through the due index, finished ones through the finished-job index: no
@@ -28,6 +29,6 @@ public struct StatusReport: Sendable {
             Wallet(address: try $0.get("address"), chainId: try $0.get("chain_id"), nextNonce: try $0.get("next_nonce"))
         }
         return StatusReport(counts: counts, oldestDueJobId: oldest?.id, oldestDueSince: oldest?.since,
-                            inFlight: inFlight, wallets: wallets)
+                            inFlight: inFlight, wallets: wallets, budgets: try JobStore.budgetUse(db))
     }
 }

@@ -51,6 +51,10 @@ struct Status: ParsableCommand {
                     return entry
                 },
             ]
+            object["budgets"] = report.budgets.map { use -> [String: Any] in
+                ["budget": use.budget.label, "wallet": use.budget.wallet?.checksummed ?? NSNull(), "window_seconds": use.budget.window,
+                 "limit_wei": use.budget.limit.description, "used_wei": use.used.description]
+            }
             if let id = report.oldestDueJobId, let since = report.oldestDueSince {
                 object["oldest_due"] = ["job": id, "due_since": format(since), "seconds": Int(-since.timeIntervalSinceNow)]
             }
@@ -83,6 +87,12 @@ struct Status: ParsableCommand {
                 table.append(row)
             }
             printTable(table, rightAligned: 1..., indent: 2)
+        }
+        if !report.budgets.isEmpty {
+            print("\nbudgets:")
+            printTable([["budget", "used", "limit", "share"]] + report.budgets.map {
+                [$0.budget.label, cnx($0.used), cnx($0.budget.limit), "\(Int(($0.share * 100).rounded())) %"]
+            }, rightAligned: 1..., indent: 2)
         }
     }
 }

@@ -1,3 +1,4 @@
+import BigInt
 import Foundation
 import JobQueue
 import Postgres
@@ -105,6 +106,15 @@ struct CommandLineTests {
         let object = try JSON.parse(json.output)
         #expect(object["jobs"]?["pending"]?["create"]?.intValue == 12 && object["jobs"]?["failed"]?["upload"]?.intValue == 1, "\(json.output)")
         #expect(object["oldest_due"]?["job"]?.intValue != nil)
+        #expect(object["budgets"]?.arrayValue?.isEmpty == true, "\(json.output)")
+
+        // Budgets: each one's use, in the table and the JSON.
+        try JobStore.setBudgets(db, [Budget(wallet: nil, window: 3600, limit: BigUInt(10).power(19))])
+        let budgets = try Products.runWorker(["status"], environment: env)
+        #expect(budgets.output.contains("budgets:\n  budget       used   limit  share\n  total/hour  0 CNX  10 CNX    0 %"), "\(budgets.output)")
+        let withBudget = try JSON.parse(try Products.runWorker(["status", "--json"], environment: env).output)
+        let first = withBudget["budgets"]?.arrayValue?.first
+        #expect(first?["limit_wei"]?.stringValue == "10000000000000000000" && first?["used_wei"]?.stringValue == "0" && first?["budget"]?.stringValue == "total/hour")
     }
 
     @Test func showSpeaksJSONAndAMissingJobExitsThree() throws {
