@@ -68,7 +68,87 @@ public enum Dashboard {
 
     /// The newest jobs.
     public static func recentJobs(_ db: PostgresConnection, limit: Int = 25) throws -> [JobLine] {
-        try db.query("SELECT \(lineColumns) FROM crynux.jobs j ORDER BY j.id DESC LIMIT $1", [Int64(limit)]).map(line)
+        try jobs(db, JobFilter(), limit: limit)
+    }
+
+    /// Which jobs a list shows: any of the fields may be left out.
+    public struct JobFilter: Sendable, Equatable {
+        public var status: String?
+        public var kind: String?
+        public var profile: String?
+        /// Keyset paging: jobs with a smaller id than this one (the last of the page before).
+        public var before: Int64?
+
+        public init(status: String? = nil, kind: String? = nil, profile: String? = nil, before: Int64? = nil) {
+            self.status = status
+            self.kind = kind
+            self.profile = profile
+            self.before = before
+        }
+    }
+
+    /// The newest jobs that pass `filter`, newest first (by id, through the primary key).
+    public static func jobs(_ db: PostgresConnection, _ filter: JobFilter, limit: Int) throws -> [JobLine] {
+        try db.query("""
+            SELECT \(lineColumns) FROM crynux.jobs j
+            WHERE ($1::text IS NULL OR j.status = $1) AND ($2::text IS NULL OR j.kind = $2)
+              AND ($3::text IS NULL OR j.network_profile = $3) AND ($4::bigint IS NULL OR j.id < $4)
+            ORDER BY j.id DESC LIMIT $5
+            """, [filter.status, filter.kind, filter.profile, filter.before, Int64(limit)]).map(line)
+    }
+
+    /// Jobs a search text names: a job id or task id (a number), a transaction hash, a Relay
+    /// task's commitment or id (0x and 64 hex digits), or an idempotency key.
+    public static func search(_ db: PostgresConnection, _ text: String, limit: Int = 50) throws -> [JobLine] {
+        let q = text.trimmingCharacters(in: .whitespaces)
+        guard !q.isEmpty else { return [] }
+        let number = Int64(q)
+        let hash = q.count == 66 && q.lowercased().hasPrefix("0x") && q.dropFirst(2).allSatisfy(\.isHexDigit) ? q.lowercased() : nil
+        return try db.query("""
+            SELECT \(lineColumns) FROM crynux.jobs j WHERE j.id IN (
+                SELECT id FROM crynux.jobs WHERE id = $1 OR task_id = $1 OR idempotency_key = $3
+                UNION SELECT job_id FROM crynux.job_transactions WHERE tx_hash = $2
+                UNION SELECT job_id FROM crynux.relay_tasks WHERE commitment = $2 OR task_id = $2)
+            ORDER BY j.id DESC LIMIT $4
+            """, [number, hash, q, Int64(limit)]).map(line)
+    }
+
+    /// One bucket of the last hours: jobs finished in it by outcome, what was committed to be
+    /// spent (as budgets count it), and how many jobs were pending at its end.
+    public struct Bucket: Sendable, Equatable {
+        public let start: Date
+        public let succeeded: Int64
+        public let failed: Int64
+        public let cancelled: Int64
+        public let spentWei: String
+        public let pending: Int64
+    }
+
+    /// The last `hours` in buckets of `minutes`, oldest first. Reads the pending jobs and those
+    /// finished in the range (both through their indexes), and the payments of the range.
+    public static func timeline(_ db: PostgresConnection, hours: Int = 24, minutes: Int = 15) throws -> [Bucket] {
+        try db.query("""
+            WITH buckets AS (
+                SELECT t AS start, t + make_interval(mins => $2) AS stop
+                FROM generate_series(date_bin(make_interval(mins => $2), now() - make_interval(hours => $1), 'epoch'),
+                                     now(), make_interval(mins => $2)) AS t),
+            open AS (
+                SELECT submitted_at, finished_at, status FROM crynux.jobs WHERE status = 'pending'
+                UNION ALL
+                SELECT submitted_at, finished_at, status FROM crynux.jobs
+                WHERE finished_at IS NOT NULL AND finished_at >= now() - make_interval(hours => $1, mins => $2)),
+            paid AS (SELECT at, amount_wei FROM crynux.payments_since(now() - make_interval(hours => $1, mins => $2)))
+            SELECT b.start,
+                   (SELECT count(*) FROM open o WHERE o.status = 'succeeded' AND o.finished_at >= b.start AND o.finished_at < b.stop) AS succeeded,
+                   (SELECT count(*) FROM open o WHERE o.status = 'failed' AND o.finished_at >= b.start AND o.finished_at < b.stop) AS failed,
+                   (SELECT count(*) FROM open o WHERE o.status = 'cancelled' AND o.finished_at >= b.start AND o.finished_at < b.stop) AS cancelled,
+                   (SELECT coalesce(sum(p.amount_wei), 0)::text FROM paid p WHERE p.at >= b.start AND p.at < b.stop) AS spent,
+                   (SELECT count(*) FROM open o WHERE o.submitted_at < b.stop AND (o.finished_at IS NULL OR o.finished_at >= b.stop)) AS pending
+            FROM buckets b ORDER BY b.start
+            """, [Int32(hours), Int32(minutes)]).map {
+            Bucket(start: try $0.get("start"), succeeded: try $0.get("succeeded"), failed: try $0.get("failed"),
+                   cancelled: try $0.get("cancelled"), spentWei: try $0.get("spent"), pending: try $0.get("pending"))
+        }
     }
 
     /// The latest failures, newest first, with their reasons.

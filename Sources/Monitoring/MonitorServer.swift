@@ -91,6 +91,22 @@ public final class MonitorServer: @unchecked Sendable {
             served("/")
             return await page { try await database.run { db in pages.dashboard(try DashboardData.load(db, finished: { try finished.counts($0) })) } }
         }
+        routes.appendRoute("GET /jobs") { request in
+            served("/jobs")
+            func choice(_ name: String, _ allowed: [String]) -> String? {
+                request.query[name].flatMap { allowed.contains($0) ? $0 : nil }
+            }
+            let filter = Dashboard.JobFilter(status: choice("status", Pages.statuses), kind: choice("kind", Pages.kinds),
+                                             profile: choice("profile", Pages.profiles), before: request.query["before"].flatMap { Int64($0) })
+            return await page {
+                try await database.run { db in pages.jobList(try Dashboard.jobs(db, filter, limit: 51), filter: filter, pageSize: 50) }
+            }
+        }
+        routes.appendRoute("GET /search") { request in
+            served("/search")
+            let query = String((request.query["q"] ?? "").prefix(200))
+            return await page { try await database.run { db in pages.searchResults(try Dashboard.search(db, query), query: query) } }
+        }
         routes.appendRoute("GET /jobs/:id") { request in
             served("/jobs/:id")
             guard let id = request.routeParameters.first.flatMap({ Int64($0.value) }) else { return notFound("no such job") }

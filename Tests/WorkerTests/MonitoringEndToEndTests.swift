@@ -89,6 +89,17 @@ struct MonitoringEndToEndTests {
         #expect(image.status == 200 && image.body == stored.file.data && image.header("Content-Type") == "image/png")
         #expect(try Self.get(base + "jobs/999999").status == 404)
 
+        // The chart of the last day, the filtered list and the search, as Chromium renders them.
+        #expect(page.contains("<svg") && page.contains("succeeded</title>") && page.contains("failed</title>"), "\(page)")
+        let chartDOM = try Self.dom(base)
+        #expect(chartDOM.components(separatedBy: "<svg").count == 4 && chartDOM.contains("<rect class=\"succeeded\""), "\(chartDOM.prefix(3000))")
+        let failedDOM = try Self.dom(base + "jobs?status=failed&kind=sd")
+        #expect(failedDOM.contains("href=\"/jobs/\(invalid)\"") && !failedDOM.contains("href=\"/jobs/\(sd[0])\""), "\(failedDOM.prefix(3000))")
+        #expect(failedDOM.contains("<option selected=\"\">failed</option>"))
+        let found = try Self.get(base + "search?q=\(txHash)").text
+        #expect(found.contains("href=\"/jobs/\(sd[1])\"") && !found.contains("href=\"/jobs/\(sd[0])\""), "\(found)")
+        #expect(try Self.get(base + "search?q=\(taskId)").text.contains("href=\"/jobs/\(sd[1])\""))
+
         // Headless Chromium loads the page and its images: the screenshot shows jobs and images.
         let before = Metrics(text: try Self.get(base + "metrics").text).value("crynux_monitor_requests_total", ["route": "/jobs/:id/results/:index"]) ?? 0
         let screenshot = try Self.screenshot(base, name: "dashboard")
@@ -169,11 +180,27 @@ struct MonitoringEndToEndTests {
 
     static func get(_ url: String) throws -> HTTPResponse { try http.get(url) }
 
-    /// A screenshot of `url` by Debian's headless Chromium; fails loudly when it is not installed.
-    static func screenshot(_ url: String, name: String) throws -> String {
+    /// The DOM headless Chromium builds from `url`.
+    static func dom(_ url: String) throws -> String {
+        let profile = FileManager.default.temporaryDirectory.appendingPathComponent("chromium-\(UInt32.random(in: 0...UInt32.max))").path
+        defer { try? FileManager.default.removeItem(atPath: profile) }
+        let (status, output) = try Devnet.runProcess(try chromium(), [
+            "--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=\(profile)", "--dump-dom", url,
+        ])
+        guard status == 0, output.contains("</html>") else { throw TestSetupError("chromium exited \(status):\n\(output.suffix(2000))") }
+        return output
+    }
+
+    static func chromium() throws -> String {
         guard let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first(where: FileManager.default.isExecutableFile) else {
             throw TestSetupError("headless Chromium is not installed: apt-get install chromium (scripts/test does)")
         }
+        return chromium
+    }
+
+    /// A screenshot of `url` by Debian's headless Chromium; fails loudly when it is not installed.
+    static func screenshot(_ url: String, name: String) throws -> String {
+        let chromium = try chromium()
         let folder = ProcessInfo.processInfo.environment["CRYNUX_SCREENSHOT_DIR"] ?? FileManager.default.temporaryDirectory.path
         let path = (folder as NSString).appendingPathComponent("\(name)-\(UInt32.random(in: 0...UInt32.max)).png")
         let profile = FileManager.default.temporaryDirectory.appendingPathComponent("chromium-\(UInt32.random(in: 0...UInt32.max))").path
