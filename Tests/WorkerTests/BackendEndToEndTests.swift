@@ -96,6 +96,8 @@ struct BackendEndToEndTests {
         }
         #expect(fullest <= 30 * fee, "the fullest window held \(fullest / fee) CNX")
         #expect(fullest >= 20 * fee, "the fullest window held \(fullest / fee) CNX")
+        // The workers said so when the budget filled: a warning at 80 %.
+        #expect(logs.contains("the budget of 30 CNX per 8s of wallet \(harness.key.address.checksummed) is "), "\(logs.suffix(2000))")
         // The rest waited for the window to move: 200 tasks at 30 per 8 s take six windows or more.
         let span = (charges.last?.at ?? 0) - (charges.first?.at ?? 0)
         #expect(span >= 6 * window, "200 tasks in \(span) s")
