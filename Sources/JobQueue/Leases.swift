@@ -274,6 +274,13 @@ extension JobStore {
     /// Writes `update` if `job`'s lease is still ours, with its history row; false when it is not.
     static func write(_ db: PostgresConnection, _ update: JobUpdate, to job: Job, worker: String, keepLease: Bool,
                       extra: [(String, (any PostgresEncodable)?)] = []) throws -> Bool {
+        try write(db, update, to: job, worker: worker, keepLease: keepLease, renewLease: nil, extra: extra).written
+    }
+
+    /// `write`; with `renewLease` the lease is kept for that many seconds more and the job comes
+    /// back as written, in the same statement (the claim's columns).
+    static func write(_ db: PostgresConnection, _ update: JobUpdate, to job: Job, worker: String, keepLease: Bool, renewLease: Double?,
+                      extra: [(String, (any PostgresEncodable)?)] = []) throws -> (written: Bool, row: PostgresRow?) {
         let newStatus = update.status ?? job.status
         let newStage = update.stage ?? job.stage
         let stageChanged = newStage != job.stage || newStatus != job.status
@@ -288,6 +295,10 @@ extension JobStore {
             "updated_at = now()",
         ]
         if !keepLease { sets += ["locked_by = NULL", "locked_until = NULL"] }
+        if let renewLease {
+            params.append(renewLease)
+            sets.append("locked_until = now() + make_interval(secs => $\(params.count))")
+        }
         var columns = try factColumns(update.facts) + extra
         for (column, value) in update.text.sorted(by: { $0.key < $1.key }) { columns.append((column, value)) }
         for (column, value) in columns {
@@ -302,17 +313,45 @@ extension JobStore {
             sets.append(contentsOf: forget + ["recreations = recreations + 1"])
         }
         if update.forgetsTask { sets.append(contentsOf: forgetTask) }
-        let change = "UPDATE crynux.jobs SET \(sets.joined(separator: ", ")) WHERE id = $1 AND lease_token = $2"
-        guard stageChanged || update.detail != nil else { return try db.execute(change, params) == 1 }
+        let change = "UPDATE crynux.jobs j SET \(sets.joined(separator: ", ")) WHERE id = $1 AND lease_token = $2"
+        let returning = renewLease == nil ? "" : " RETURNING \(claimedColumns)"
+        guard stageChanged || update.detail != nil else {
+            if renewLease == nil { return (try db.execute(change, params) == 1, nil) }
+            let row = try db.query(change + returning, params).first
+            return (row != nil, row)
+        }
         // The row and its history line in one statement: one round trip, and atomic without a
         // transaction of its own. No row changed (the lease is gone): no history line either.
         params += [job.status.rawValue, job.stage.rawValue, update.detail ?? "", worker]
         let n = params.count
-        return try db.execute("""
-            WITH changed AS (\(change) RETURNING id)
+        let history = """
             INSERT INTO crynux.job_events (job_id, from_status, from_stage, to_status, to_stage, detail, worker)
             SELECT id, $\(n - 3), $\(n - 2), $3, $4, $\(n - 1), $\(n) FROM changed
-            """, params) == 1
+            """
+        guard renewLease != nil else {
+            return (try db.execute("WITH changed AS (\(change) RETURNING id) \(history)", params) == 1, nil)
+        }
+        let row = try db.query("""
+            WITH changed AS (\(change) RETURNING \(claimedColumns)), history AS (\(history))
+            SELECT * FROM changed
+            """, params).first
+        return (row != nil, row)
+    }
+
+    /// Applies an `.advance` whose next stage is due at once and keeps the job, as a claim
+    /// would hand it over but without one: the lease is renewed for `leaseSeconds`, and the job
+    /// comes back as the next stage sees it, from the same statement (with its history line).
+    /// nil when the lease is gone (nothing written). Only for an advance without Relay task
+    /// changes or observations (those take `apply`'s transaction).
+    public static func advanceKeepingLease(_ db: PostgresConnection, _ outcome: StageOutcome, to job: Job, worker: String,
+                                           leaseSeconds: Double) throws -> Job? {
+        guard case .advance(let stage, let after, let facts, let note) = outcome, after <= 0, !facts.touchesRelayTasks else {
+            throw PostgresError(.usage, "advanceKeepingLease takes an .advance due at once, without Relay task changes")
+        }
+        let update = JobUpdate(stage: stage, runAfter: 0, facts: facts, detail: note, resetsAttempts: true)
+        let (written, row) = try write(db, update, to: job, worker: worker, keepLease: true, renewLease: leaseSeconds)
+        guard written, let row else { return nil }
+        return try Job(row: row)
     }
 
     /// The columns of the facts that are set, in their storage form (hex text, numeric, bigint).

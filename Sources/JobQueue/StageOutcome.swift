@@ -42,7 +42,7 @@ public struct JobFacts: Sendable, Equatable {
     public var stamps: Set<JobStamp> = []
 
     /// Whether anything besides the job's own row is to be written.
-    var touchesRelayTasks: Bool { !relayTasksPrepared.isEmpty || !relayTaskChanges.isEmpty }
+    public var touchesRelayTasks: Bool { !relayTasksPrepared.isEmpty || !relayTaskChanges.isEmpty }
 
     public init(taskType: UInt64? = nil, taskHash: [UInt8]? = nil, cap: UInt64? = nil, vramLimit: UInt64? = nil,
                 feeWei: BigUInt? = nil, walletAddress: Address? = nil, chainId: UInt64? = nil, txHash: [UInt8]? = nil,

@@ -80,6 +80,7 @@ public final class WorkerRuntime: @unchecked Sendable {
             log.info("started: wallet(s) \(wallets.map(\.address.checksummed).joined(separator: ", ")), Lithium Relay \(redactedURL(config.relayURL)) (its clock \(time - Int64(Date().timeIntervalSince1970)) s from ours), \(config.concurrency) threads")
             var pipeline = Pipeline(relays: relays, wallets: wallets, config: config, worker: leaseHolder, log: log)
             pipeline.dueAgain = { [self] due in claimNoLaterThan(due) }
+            pipeline.isStopping = { [self] in isStopping }
             stages = pipeline
             watch = RelayAccountWatch(relays: relays, config: config, log: log)
             keeper = nil
@@ -110,6 +111,7 @@ public final class WorkerRuntime: @unchecked Sendable {
             }
             var pipeline = Pipeline(network: network, wallets: wallets, config: config, worker: leaseHolder, log: log)
             pipeline.dueAgain = { [self] due in claimNoLaterThan(due) }
+            pipeline.isStopping = { [self] in isStopping }
             stages = pipeline
             watch = WalletWatch(network: network, config: config, log: log)
             keeper = WalletKeeper(network: network, config: config, log: log)

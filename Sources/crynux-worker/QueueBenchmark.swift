@@ -46,12 +46,22 @@ public struct QueueBenchmark: Sendable {
                             Thread.sleep(forTimeInterval: min(max(nextDueIn, 0.001), 0.05))
                             continue
                         }
-                        for job in jobs {
-                            if stageWait > 0 { Thread.sleep(forTimeInterval: stageWait) }
-                            let outcome: StageOutcome = job.stage.next.map { .advance(to: $0, note: "benchmark") }
-                                ?? .succeed(results: [], note: "benchmark")
-                            guard try JobStore.apply(db, outcome, to: job, worker: worker) else { continue }
-                            if job.stage.next == nil { tally.add { $0.done += 1 } }
+                        for claimed in jobs {
+                            // As the pipeline does: an advance due at once goes on in this thread,
+                            // the lease kept, without a claim of its own.
+                            var job = claimed
+                            while true {
+                                if stageWait > 0 { Thread.sleep(forTimeInterval: stageWait) }
+                                guard let next = job.stage.next else {
+                                    if try JobStore.apply(db, .succeed(results: [], note: "benchmark"), to: job, worker: worker) {
+                                        tally.add { $0.done += 1 }
+                                    }
+                                    break
+                                }
+                                guard let advanced = try JobStore.advanceKeepingLease(db, .advance(to: next, note: "benchmark"), to: job,
+                                                                                       worker: worker, leaseSeconds: config.leaseSeconds) else { break }
+                                job = advanced
+                            }
                         }
                     }
                 } catch {

@@ -63,7 +63,9 @@ struct HydrogenEndToEndTests {
         var reverted: [String] = []
         for job in jobs {
             for tx in try JobStore.allTransactions(db, jobId: job.id) where tx.purpose == .createTask {
-                if let receipt = try harness.rpc.getTransactionReceipt(tx.hash), !receipt.status { reverted.append("job \(job.id) \(tx.hash.hex)") }
+                if let receipt = try harness.rpc.getTransactionReceipt(tx.hash), !receipt.status {
+                    reverted.append("job \(job.id) \(tx.hash.hex) block \(receipt.blockNumber): \(try JobStore.events(db, jobId: job.id).map(\.detail))")
+                }
             }
         }
         #expect(reverted.isEmpty && jobs.allSatisfy { $0.recreations == 0 }, "reverted createTasks: \(reverted)")
