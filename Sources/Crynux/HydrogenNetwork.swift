@@ -107,7 +107,9 @@ public final class HydrogenNetwork: RPCTaskNetwork, @unchecked Sendable {
         case .failure(let error):
             throw EthereumClientError.rpc(error)
         }
-        return QueueState(size: 0, limit: room, readBlock: block)
+        // A GPT task needs three free nodes of one GPU model; an SD task on its way may take its
+        // three from three models, leaving each one short: counted three times against GPT's room.
+        return QueueState(size: 0, limit: room, readBlock: block, sdWeight: request.taskType == TaskKind.gpt.taskType ? 3 : 1)
     }
     public func isQueued(taskId: UInt64) throws -> Bool { false }
 

@@ -48,14 +48,17 @@ public struct QueueState: Sendable, Equatable {
     /// not a clock: worker, database and node clocks may disagree, and a load-balanced node may
     /// answer from a block behind.
     public let readBlock: UInt64
+    /// How many times each of our Stable Diffusion createTasks on their way counts against the room.
+    public let sdWeight: Int64
     /// The lowest price (fee per result, wei) among queued tasks; nil when none waits. A new task
     /// priced below it starts after all of them and is the first evicted.
     public let cheapestPrice: BigUInt?
 
-    public init(size: UInt64, limit: UInt64, readBlock: UInt64 = 0, cheapestPrice: BigUInt? = nil) {
+    public init(size: UInt64, limit: UInt64, readBlock: UInt64 = 0, cheapestPrice: BigUInt? = nil, sdWeight: Int64 = 1) {
         self.size = size
         self.limit = limit
         self.readBlock = readBlock
+        self.sdWeight = sdWeight
         self.cheapestPrice = cheapestPrice
     }
 }

@@ -20,7 +20,8 @@ extension JobStore {
                 // include: signed and not yet mined, or mined after it was read (with 5 s for the
                 // two clocks). Over-counting only delays; under-counting could evict our own.
                 try db.execute("SELECT pg_advisory_xact_lock($1)", [admissionLockKey])
-                guard try admissionCounts(db, sinceBlock: admission.queueReadBlock).onTheWay < admission.room else { throw AdmissionDenied() }
+                let counts = try admissionCounts(db, sinceBlock: admission.readBlock, sdWeight: admission.sdWeight)
+                guard counts.onTheWay < Int64(clamping: admission.room) else { throw AdmissionDenied() }
             }
             let nonce: UInt64
             if let reuse = draft.replacingNonce {
@@ -105,13 +106,15 @@ extension JobStore {
     /// yet mined, or mined in a later block), and the jobs waiting in create with nothing signed:
     /// the backlog that waits for room. Blocks, not clocks (worker, database and node clocks may
     /// disagree by more than any margin).
-    public static func admissionCounts(_ db: PostgresConnection, sinceBlock block: UInt64) throws -> (onTheWay: Int64, waiting: Int64) {
+    public static func admissionCounts(_ db: PostgresConnection, sinceBlock block: UInt64, sdWeight: Int64 = 1) throws
+        -> (onTheWay: Int64, waiting: Int64) {
         let row = try db.query("""
-            SELECT count(*) FILTER (WHERE (stage = 'create' AND tx_nonce IS NOT NULL) OR tx_block_number > $1) AS on_the_way,
+            SELECT sum(CASE WHEN kind = 'sd' THEN $2 ELSE 1 END)
+                       FILTER (WHERE (stage = 'create' AND tx_nonce IS NOT NULL) OR tx_block_number > $1)::bigint AS on_the_way,
                    count(*) FILTER (WHERE stage = 'create' AND tx_nonce IS NULL) AS waiting
             FROM crynux.jobs WHERE status = 'pending'
-            """, [try int64(min(block, UInt64(Int64.max)), "block")])[0]
-        return (try row.get("on_the_way"), try row.get("waiting"))
+            """, [try int64(min(block, UInt64(Int64.max)), "block"), sdWeight])[0]
+        return (try row.optional("on_the_way") ?? 0, try row.get("waiting"))
     }
 
     private static func insert(_ db: PostgresConnection, _ draft: TransactionDraft, nonce: UInt64, signed: (hash: [UInt8], raw: [UInt8]),

@@ -71,6 +71,22 @@ public struct JobFacts: Sendable, Equatable {
     }
 }
 
+/// Room a createTask is admitted against, read at `readBlock`: our createTasks on their way
+/// (signed and unmined, or mined after that block) must number fewer than `room`, each of our
+/// Stable Diffusion ones counted `sdWeight` times (Hydrogen, for a GPT task: an SD task's three
+/// nodes may come from three GPU models, each then one node short of three).
+public struct Admission: Sendable, Equatable {
+    public let room: UInt64
+    public let readBlock: UInt64
+    public let sdWeight: Int64
+
+    public init(room: UInt64, readBlock: UInt64, sdWeight: Int64 = 1) {
+        self.room = room
+        self.readBlock = readBlock
+        self.sdWeight = sdWeight
+    }
+}
+
 /// A transaction a stage wants signed. The store reserves the nonce (or reuses one for a
 /// replacement), has it signed and stores the bytes in one database transaction, before any
 /// byte of it is sent.
@@ -78,7 +94,7 @@ public struct TransactionDraft: Sendable, Equatable {
     public static func == (a: TransactionDraft, b: TransactionDraft) -> Bool {
         a.purpose == b.purpose && a.wallet == b.wallet && a.replacingNonce == b.replacingNonce && a.to == b.to && a.data == b.data
             && a.value == b.value && a.gasLimit == b.gasLimit && a.gasPrice == b.gasPrice && a.tip == b.tip
-            && a.admission?.room == b.admission?.room && a.admission?.queueReadBlock == b.admission?.queueReadBlock
+            && a.admission == b.admission
             && a.lastApprovalSeen == b.lastApprovalSeen
             && a.tokenStanding?.available == b.tokenStanding?.available && a.tokenStanding?.fee == b.tokenStanding?.fee
     }
@@ -98,7 +114,7 @@ public struct TransactionDraft: Sendable, Equatable {
     /// Admission control for a new createTask: it is signed only while fewer than `room`
     /// createTasks (of every wallet and worker) are on their way to the queue: signed and not yet
     /// mined, or mined in a block after the one the queue's size was read at. nil: no limit.
-    public var admission: (room: UInt64, queueReadBlock: UInt64)?
+    public var admission: Admission?
     /// For an approval: the wallet's latest approval when the stage looked (nil: none). The store
     /// signs it only if none was signed since: one mined a moment ago may not show in the
     /// allowance the stage read.
@@ -110,7 +126,7 @@ public struct TransactionDraft: Sendable, Equatable {
     public var tokenStanding: (available: BigUInt, fee: BigUInt)?
 
     public init(purpose: TransactionPurpose, wallet: Address, replacingNonce: UInt64? = nil, to: Address, data: [UInt8],
-                value: BigUInt, gasLimit: UInt64, gasPrice: BigUInt, tip: BigUInt?, admission: (room: UInt64, queueReadBlock: UInt64)? = nil) {
+                value: BigUInt, gasLimit: UInt64, gasPrice: BigUInt, tip: BigUInt?, admission: Admission? = nil) {
         self.purpose = purpose
         self.wallet = wallet
         self.replacingNonce = replacingNonce

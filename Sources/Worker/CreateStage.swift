@@ -62,10 +62,10 @@ struct CreateStage {
         // The store decides under its lock when signing; asking it first spares a backlog the
         // gas estimate (the node's costliest answer) of every create that would be refused.
         if queue.limit != .max {
-            let counts = try context.admissionCounts(queue.readBlock)
+            let counts = try context.admissionCounts(queue.readBlock, queue.sdWeight)
             if counts.onTheWay >= Int64(clamping: queue.limit - queue.size) {
                 if hydrogen {
-                    return waitForNodes(job, "the free nodes can start \(queue.limit) such task(s) and \(counts.onTheWay) of our createTasks are on their way", context)
+                    return waitForNodes(job, "the free nodes can start \(queue.limit) such task(s) and our createTasks on their way may take \(counts.onTheWay)", context)
                 }
                 // A backlog many times the queue looks less often, all its jobs alike (so their
                 // order holds): still far more looks than slots free up, at a fraction of the writes.
@@ -117,7 +117,8 @@ struct CreateStage {
             return waitForFunds(job, "the wallet \(context.wallet.address.checksummed) holds \(cnx(conditions.nativeBalance)) and the createTask may cost \(cnx(cost)) (\(hydrogen ? "gas" : "fee and gas"))", context)
         }
         var draft = context.draft(.createTask, call, gasLimit: gasLimit, gasPrice: price, tip: tip,
-                                  admission: queue.limit == .max ? nil : (queue.limit - queue.size, queue.readBlock))
+                                  admission: queue.limit == .max ? nil
+                                      : Admission(room: queue.limit - queue.size, readBlock: queue.readBlock, sdWeight: queue.sdWeight))
         if let token = conditions.token {
             draft.tokenStanding = (min(token.balance, token.allowance), job.feeWeiOverride ?? config.tokenTaskFeeWei)
         }

@@ -136,7 +136,7 @@ struct Pipeline {
         return StageContext(network: network, config: config, wallet: wallet, justSigned: justSigned,
                             approvals: { (try JobStore.pendingApproval(db, wallet: wallet.address),
                                           try JobStore.latestApproval(db, wallet: wallet.address)) },
-                            admissionCounts: { try JobStore.admissionCounts(db, sinceBlock: $0) },
+                            admissionCounts: { try JobStore.admissionCounts(db, sinceBlock: $0, sdWeight: $1) },
                             walletTransactions: { try JobStore.sendableTransactions(db, wallet: wallet.address, fromNonce: $0, below: $1) }) { purpose in
             try JobStore.transactions(db, of: job, purpose: purpose)
         }

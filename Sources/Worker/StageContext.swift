@@ -37,13 +37,13 @@ final class StageContext {
     let approvals: () throws -> (pending: StoredTransaction?, latest: [UInt8]?)
     /// Our createTasks on their way to the queue that a size read at this block does not count,
     /// and the unsigned creates waiting for room.
-    let admissionCounts: (UInt64) throws -> (onTheWay: Int64, waiting: Int64)
+    let admissionCounts: (UInt64, Int64) throws -> (onTheWay: Int64, waiting: Int64)
     /// The wallet's stored transactions to send at the nonces in `[from, below)`.
     let walletTransactions: (UInt64, UInt64) throws -> [StoredTransaction]
 
     init(network: any TaskNetwork, config: WorkerConfig, wallet: Wallet, now: Date = Date(), justSigned: StoredTransaction? = nil,
          approvals: @escaping () throws -> (pending: StoredTransaction?, latest: [UInt8]?) = { (nil, nil) },
-         admissionCounts: @escaping (UInt64) throws -> (onTheWay: Int64, waiting: Int64) = { _ in (0, 0) },
+         admissionCounts: @escaping (UInt64, Int64) throws -> (onTheWay: Int64, waiting: Int64) = { _, _ in (0, 0) },
          walletTransactions: @escaping (UInt64, UInt64) throws -> [StoredTransaction] = { _, _ in [] },
          ledger: @escaping (TransactionPurpose) throws -> [StoredTransaction]) {
         self.approvals = approvals
@@ -118,7 +118,7 @@ final class StageContext {
 
     /// A transaction to sign from the wallet.
     func draft(_ purpose: TransactionPurpose, _ call: ContractCall, gasLimit: UInt64, gasPrice: BigUInt, tip: BigUInt?,
-               replacingNonce: UInt64? = nil, admission: (room: UInt64, queueReadBlock: UInt64)? = nil) -> TransactionDraft {
+               replacingNonce: UInt64? = nil, admission: Admission? = nil) -> TransactionDraft {
         TransactionDraft(purpose: purpose, wallet: wallet.address, replacingNonce: replacingNonce, to: call.to, data: call.data,
                          value: call.value, gasLimit: gasLimit, gasPrice: gasPrice, tip: tip, admission: admission)
     }

@@ -258,6 +258,24 @@ struct HydrogenStageTests {
         #expect(job.status == .failed && job.lastError == "createTask reverted: Invalid task type")
     }
 
+    @Test func anSDTaskOnItsWayCountsThreeTimesAgainstTheRoomOfGPTTasks() throws {
+        // Three GPT tasks' worth of nodes (three of each of three models): an SD task on its way
+        // may take one node of each model, and then no GPT task can start.
+        let h = try Self.harness(allowance: 1_000 * Self.cnx)
+        h.network.script { $0.freeNodeTasks = 3; $0.freeNodesBlock = 10 }
+        let sd = try h.submit(PipelineHarness.sdArgs(images: 1, prompt: "takes three models"))
+        _ = try h.runOnce(sd)
+        #expect(try h.transactions(sd).count == 1)
+        let gpt = try h.submit(kind: "gpt", PipelineHarness.gptArgs("needs one model"))
+        _ = try h.runOnce(gpt)
+        #expect(try h.transactions(gpt).isEmpty)
+        #expect(try h.details(gpt).contains { $0.contains("the free nodes can start 3 such task(s) and our createTasks on their way may take 3") })
+        // Another SD task fits: its three nodes may come from anywhere.
+        let second = try h.submit(PipelineHarness.sdArgs(images: 1, prompt: "any three"))
+        _ = try h.runOnce(second)
+        #expect(try h.transactions(second).count == 1)
+    }
+
     @Test func createTasksAreAdmittedAgainstTheFreeNodesLessOursOnTheirWay() throws {
         // Every worker's estimate sees the same free nodes: the Node contract's count, less our
         // createTasks not yet mined or mined after it was read, admits only what can start.
@@ -272,7 +290,7 @@ struct HydrogenStageTests {
             let job = try h.job(id)
             #expect(job.status == .pending && job.txNonce == nil && job.taskQueuedAt != nil)
             let details = try h.details(id)
-            #expect(details.contains("waiting for free nodes: the free nodes can start 2 such task(s) and 2 of our createTasks are on their way; nothing was sent"),
+            #expect(details.contains("waiting for free nodes: the free nodes can start 2 such task(s) and our createTasks on their way may take 2; nothing was sent"),
                     "\(details)")
         }
         // Mined after the block the count was read at: still taking the nodes it counted as free.

@@ -148,7 +148,10 @@ final class ScriptedNetwork: TaskNetwork, @unchecked Sendable {
     func admissionState(for request: TaskRequest) throws -> QueueState {
         guard profile == .hydrogen else { return try queueState() }
         try enter("admissionState")
-        return read { s in s.freeNodeTasks.map { QueueState(size: 0, limit: $0, readBlock: s.freeNodesBlock) } ?? QueueState(size: 0, limit: .max) }
+        let weight: Int64 = request.taskType == TaskKind.gpt.taskType ? 3 : 1
+        return read { s in
+            s.freeNodeTasks.map { QueueState(size: 0, limit: $0, readBlock: s.freeNodesBlock, sdWeight: weight) } ?? QueueState(size: 0, limit: .max)
+        }
     }
 
     func minedNonce(of wallet: Address) throws -> UInt64 {
