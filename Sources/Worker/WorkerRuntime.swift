@@ -50,6 +50,16 @@ public final class WorkerRuntime: @unchecked Sendable {
     /// node, a wrong chain, a schema this build does not match. Once running, no database error
     /// ends it: every connection is opened again on its next use.
     public func run() throws {
+        do {
+            try serve()
+        } catch where isStopping {
+            // A signal while starting (the database or the node not answering yet): the stop
+            // asked for is what happens, and it is a clean one.
+            log.info("stopped while starting (\(error))")
+        }
+    }
+
+    private func serve() throws {
         let db = try waitingForDatabase("starting", timeout: config.startupTimeout, log: log, stopping: { isStopping }) {
             let db = try config.connectDatabase()
             let missing = try Migrator.missingVersions(db)

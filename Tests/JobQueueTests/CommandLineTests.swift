@@ -65,6 +65,19 @@ struct CommandLineTests {
         #expect(try Products.runWorker(["wait", "--timeout", "soon", String(ids[0])], environment: env).status == 64)
     }
 
+    /// A SIGTERM while the worker still waits for its node at start is the stop asked for: exit 0.
+    @Test func aStopWhileStartingIsClean() throws {
+        var env = self.env
+        env["CRYNUX_PRIVATE_KEY"] = String(repeating: "1", count: 64)
+        let zero = "0x" + String(repeating: "0", count: 39) + "1"
+        let worker = try WorkerProcess(arguments: ["--profile", "era-d", "--rpc-url", "http://127.0.0.1:9", "--relay-url", "http://127.0.0.1:9",
+                                                   "--task-contract", zero, "--task-queue-contract", zero], environment: env)
+        #expect(worker.waitForOutput(containing: "failed (", timeout: 30), "\(worker.output)")
+        worker.signal(SIGTERM)
+        #expect(worker.wait(timeout: 30) == 0, "\(worker.output)")
+        #expect(worker.output.contains("stopped while starting"), "\(worker.output)")
+    }
+
     /// Numbers that do not fit are usage errors named by their flag, never a trap (they trapped
     /// where they became a timer or a 32-bit column).
     @Test func numbersThatDoNotFitAreRefusedByName() throws {
