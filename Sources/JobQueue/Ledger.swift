@@ -58,6 +58,12 @@ extension JobStore {
             // hash later); other transactions live only in job_transactions.
             var txColumns: [(String, (any PostgresEncodable)?)] = draft.purpose == .createTask && draft.replacingNonce == nil
                 ? [("tx_nonce", try int64(nonce, "nonce")), ("tx_hash", signed.hash.hex)] : []
+            // task_queued_at means "first seen queued on chain" on era D, "first wait for free
+            // nodes" on Hydrogen: a job that waited on a Hydrogen worker before an era-D one took
+            // it must not look queued too long the moment its task is queued.
+            if draft.purpose == .createTask, draft.replacingNonce == nil, facts.networkProfile == "era-d" {
+                txColumns.append(("task_queued_at", nil))
+            }
             if draft.purpose == .approve {
                 // One approval of a wallet on its way at a time, checked with the wallet row locked
                 // (above): two workers short of allowance at once sign only one. And none if

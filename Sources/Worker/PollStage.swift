@@ -50,10 +50,16 @@ struct PollStage {
         let config = context.config
         let nextPoll = config.nextPoll(waited: context.seconds(since: job.stageEnteredAt))
         if job.cancelRequested, job.refundReason == nil {
-            // A queued task can be cancelled at once for its whole fee; a running one runs on
-            // (its nodes are paid, or their watchdog refunds it after the deadline).
+            // A queued task can be cancelled at once for its whole fee. A running one runs on:
+            // if it succeeds its nodes are paid; past its deadline it is cancelled on chain for
+            // the refund, as the running path below does for any task (nodes' watchdogs may be
+            // gone: nothing else would claim it).
             if state.phase == .absent, try finishedFromLogs(job, taskId, context) == nil, try context.network.isQueued(taskId: taskId) {
                 return try cancelForRefund(job, taskId, "cancelled by operator", context)
+            }
+            if case .running = state.phase {
+                return .wait(after: nextPoll, facts: JobFacts(refundReason: "cancelled by operator"),
+                             note: "cancel requested while task \(taskId) runs: it runs on; past its deadline it is cancelled on chain for the refund")
             }
             return .cancel(note: "cancelled while the task ran")
         }

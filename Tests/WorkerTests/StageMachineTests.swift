@@ -227,6 +227,33 @@ struct StageMachineTests {
         #expect(h.network.calls("upload") == 0)
     }
 
+    @Test func aCancelWhileTheTaskRunsClaimsTheRefundPastItsDeadline() throws {
+        // The promise `cancel` makes for a running task: it runs on, and past its deadline the
+        // worker cancels it on chain for the refund (nodes' watchdogs may be gone).
+        let h = try StageHarness()
+        let id = try h.jobAt(.poll)
+        let deadline = UInt64(Date().timeIntervalSince1970) + 900
+        h.network.script { $0.tasks[42] = TaskState(phase: .running, deadline: deadline) }
+        #expect(try JobStore.cancel(h.db, id: id) == .requested)
+        var job = try h.runOnce(id)
+        #expect(job.status == .pending && job.stage == .poll && job.refundReason == "cancelled by operator", "\(job.lastError ?? "")")
+        #expect(try h.transactions(id).isEmpty)
+        h.network.script { $0.tasks[42] = TaskState(phase: .running, deadline: UInt64(Date().timeIntervalSince1970) - 3600) }
+        job = try h.runOnce(id)
+        let story = try h.details(id)
+        #expect(try h.transactions(id).filter { $0.purpose == .cancelTask }.count == 1, "\(story)")
+    }
+
+    @Test func aWaitForNodesOnHydrogenIsNotTakenForAQueuedTaskOnEraD() throws {
+        // task_queued_at said "waiting for free nodes since" on a Hydrogen worker; an era-D worker
+        // signing the job's createTask starts that clock anew for its queue.
+        let h = try StageHarness()
+        let id = try h.submit()
+        try h.db.execute("UPDATE crynux.jobs SET task_queued_at = now() - interval '2 hours' WHERE id = $1", [id])
+        let job = try h.runOnce(id)
+        #expect(job.txNonce != nil && job.taskQueuedAt == nil)
+    }
+
     // MARK: upload
 
     @Test func uploadAdvancesWhenTheRelayHasTheArguments() throws {
@@ -420,14 +447,6 @@ struct StageMachineTests {
         #expect(try h.job(ids[0]).stage == .poll && (h.job(ids[0])).stageAttempts == 0)
         #expect(try h.job(ids[1]).stage == .fetch)
         #expect(try h.job(ids[2]).stageAttempts == 1 && (h.job(ids[2])).lastError == "getTask 102 failed")
-    }
-
-    @Test func pollOfACancelledJobWithARunningTaskCancelsTheJob() throws {
-        let h = try StageHarness()
-        let id = try h.jobAt(.poll)
-        try h.db.execute("UPDATE crynux.jobs SET cancel_requested_at = now() WHERE id = $1", [id])
-        #expect(try h.runOnce(id).status == .cancelled)
-        #expect(try h.transactions(id).isEmpty)
     }
 
     @Test func pollWithoutATaskIdFailsInsteadOfLooping() throws {
