@@ -17,6 +17,10 @@ public final class HydrogenNetwork: RPCTaskNetwork, @unchecked Sendable {
     public let node: HydrogenNodeContract?
     public let chainId: UInt64
     public let sdSchema: SDSchema
+    /// How long one reading of the free nodes serves the process (a test asks for 0: every call reads).
+    public var admissionReadingAge = 0.5
+    private let admissionCache = NSLock()
+    private var cachedAdmission: [String: (state: QueueState, at: Date)] = [:]
 
     public init(rpc: EthereumClient, relays: [Address: RelayClient], task: HydrogenTaskContract, token: CNXToken,
                 node: HydrogenNodeContract? = nil, chainId: UInt64, sdSchema: SDSchema = .hydrogenDefault) {
@@ -91,6 +95,10 @@ public final class HydrogenNetwork: RPCTaskNetwork, @unchecked Sendable {
     /// worker estimating against the same free nodes signs createTasks that revert by their block.
     public func admissionState(for request: TaskRequest) throws -> QueueState {
         guard let node else { return try queueState() }
+        // As era D's queue reading: a process's threads share one reading per kind of request for
+        // half a second, so a backlog waiting for nodes costs no request per job.
+        let kind = "\(request.taskType)/\(request.vramLimit)"
+        if let (state, at) = admissionCache.withLock({ cachedAdmission[kind] }), -at.timeIntervalSinceNow < admissionReadingAge { return state }
         let answers = try rpc.batch([
             ("eth_blockNumber", []),
             ("eth_call", EthereumClient.callParams(CallRequest(to: node.address,
@@ -109,7 +117,9 @@ public final class HydrogenNetwork: RPCTaskNetwork, @unchecked Sendable {
         }
         // A GPT task needs three free nodes of one GPU model; an SD task on its way may take its
         // three from three models, leaving each one short: counted three times against GPT's room.
-        return QueueState(size: 0, limit: room, readBlock: block, sdWeight: request.taskType == TaskKind.gpt.taskType ? 3 : 1)
+        let state = QueueState(size: 0, limit: room, readBlock: block, sdWeight: request.taskType == TaskKind.gpt.taskType ? 3 : 1)
+        admissionCache.withLock { cachedAdmission[kind] = (state, Date()) }
+        return state
     }
     public func isQueued(taskId: UInt64) throws -> Bool { false }
 

@@ -125,26 +125,35 @@ public enum Dashboard {
     }
 
     /// The last `hours` in buckets of `minutes`, oldest first. Reads the pending jobs and those
-    /// finished in the range (both through their indexes), and the payments of the range.
+    /// finished in the range (both through their indexes) once, and the payments of the range:
+    /// each job falls in one bucket by its submission and one by its end, and the queue depth at
+    /// a bucket's end is the running sum of the first less the running sum of the second.
     public static func timeline(_ db: PostgresConnection, hours: Int = 24, minutes: Int = 15) throws -> [Bucket] {
         try db.query("""
-            WITH buckets AS (
-                SELECT t AS start, t + make_interval(mins => $2) AS stop
-                FROM generate_series(date_bin(make_interval(mins => $2), now() - make_interval(hours => $1), 'epoch'),
-                                     now(), make_interval(mins => $2)) AS t),
+            WITH step AS (SELECT make_interval(mins => $2) AS size,
+                                 date_bin(make_interval(mins => $2), now() - make_interval(hours => $1), 'epoch') AS first),
+            buckets AS (SELECT t AS start FROM step, generate_series(step.first, now(), step.size) AS t),
             open AS (
                 SELECT submitted_at, finished_at, status FROM crynux.jobs WHERE status = 'pending'
                 UNION ALL
                 SELECT submitted_at, finished_at, status FROM crynux.jobs
-                WHERE finished_at IS NOT NULL AND finished_at >= now() - make_interval(hours => $1, mins => $2)),
-            paid AS (SELECT at, amount_wei FROM crynux.payments_since(now() - make_interval(hours => $1, mins => $2)))
-            SELECT b.start,
-                   (SELECT count(*) FROM open o WHERE o.status = 'succeeded' AND o.finished_at >= b.start AND o.finished_at < b.stop) AS succeeded,
-                   (SELECT count(*) FROM open o WHERE o.status = 'failed' AND o.finished_at >= b.start AND o.finished_at < b.stop) AS failed,
-                   (SELECT count(*) FROM open o WHERE o.status = 'cancelled' AND o.finished_at >= b.start AND o.finished_at < b.stop) AS cancelled,
-                   (SELECT coalesce(sum(p.amount_wei), 0)::text FROM paid p WHERE p.at >= b.start AND p.at < b.stop) AS spent,
-                   (SELECT count(*) FROM open o WHERE o.submitted_at < b.stop AND (o.finished_at IS NULL OR o.finished_at >= b.stop)) AS pending
-            FROM buckets b ORDER BY b.start
+                WHERE finished_at IS NOT NULL AND finished_at >= (SELECT first FROM step)),
+            submitted AS (SELECT greatest(date_bin(step.size, o.submitted_at, 'epoch'), step.first) AS start, count(*) AS n
+                          FROM open o, step GROUP BY 1),
+            ended AS (SELECT date_bin(step.size, o.finished_at, 'epoch') AS start,
+                             count(*) FILTER (WHERE o.status = 'succeeded') AS succeeded,
+                             count(*) FILTER (WHERE o.status = 'failed') AS failed,
+                             count(*) FILTER (WHERE o.status = 'cancelled') AS cancelled
+                      FROM open o, step WHERE o.finished_at IS NOT NULL GROUP BY 1),
+            paid AS (SELECT date_bin(step.size, p.at, 'epoch') AS start, sum(p.amount_wei) AS wei
+                     FROM step, crynux.payments_since((SELECT first FROM step)) p GROUP BY 1)
+            SELECT b.start, coalesce(e.succeeded, 0) AS succeeded, coalesce(e.failed, 0) AS failed,
+                   coalesce(e.cancelled, 0) AS cancelled, coalesce(p.wei, 0)::text AS spent,
+                   (sum(coalesce(s.n, 0)) OVER w - sum(coalesce(e.succeeded + e.failed + e.cancelled, 0)) OVER w)::bigint AS pending
+            FROM buckets b
+            LEFT JOIN submitted s ON s.start = b.start LEFT JOIN ended e ON e.start = b.start LEFT JOIN paid p ON p.start = b.start
+            WINDOW w AS (ORDER BY b.start)
+            ORDER BY b.start
             """, [Int32(hours), Int32(minutes)]).map {
             Bucket(start: try $0.get("start"), succeeded: try $0.get("succeeded"), failed: try $0.get("failed"),
                    cancelled: try $0.get("cancelled"), spentWei: try $0.get("spent"), pending: try $0.get("pending"))

@@ -2,6 +2,7 @@ import BigInt
 import Foundation
 import JobQueue
 import Postgres
+import Worker
 
 /// What the dashboard page shows, read in one visit to the database.
 struct DashboardData: Sendable {
@@ -196,10 +197,10 @@ struct Pages: Sendable {
 
         // Committed to be spent.
         let spent = buckets.map { BigUInt($0.spentWei) ?? 0 }
-        let topSpent = max(spent.map(Self.cnxNumber).max() ?? 0, 1e-18)
+        let topSpent = max(spent.map(WorkerMetrics.cnx).max() ?? 0, 1e-18)
         var spend = ""
         for (i, wei) in spent.enumerated() where wei > 0 {
-            let h = y(Self.cnxNumber(wei), topSpent)
+            let h = y(WorkerMetrics.cnx(wei), topSpent)
             spend += "<rect class=spend x=\"\(x(i))\" y=\"\(height - h)\" width=\"\(max(step - 1, 1))\" height=\"\(h)\">"
             spend += "<title>\(clock(buckets[i].start)): \(escape(cnx(wei))) (\(wei) wei)</title></rect>"
         }
@@ -214,11 +215,6 @@ struct Pages: Sendable {
         }
         html += panel("Jobs pending (queue depth)", max: topPending, unit: "jobs", depth)
         return html + "<p class=muted>\(clock(first.start))–\(clock(last.start.addingTimeInterval(minutes * 60))) UTC, \(Int(minutes)) min buckets</p>"
-    }
-
-    static func cnxNumber(_ wei: BigUInt) -> Double {
-        let unit = BigUInt(10).power(18)
-        return Double(wei / unit) + Double(wei % unit) / 1e18
     }
 
     /// 1234 → "1.2k", 0.5 → "0.5".

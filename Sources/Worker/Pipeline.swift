@@ -261,11 +261,7 @@ struct Pipeline {
         guard let next = try JobStore.advanceKeepingLease(db, outcome, to: job, worker: worker, leaseSeconds: config.leaseSeconds) else {
             throw LeaseLost()
         }
-        observe(outcome, of: job)
-        if case .advance(let stage, _, _, let note) = outcome {
-            log.info("job \(job.id) \(job.stage.rawValue) -> \(stage.rawValue): \(note)",
-                     WorkerLog.Fields(job: job.id, stage: job.stage.rawValue, task: job.taskId, tx: job.txHash?.hex))
-        }
+        report(outcome, of: job)
         return next
     }
 
@@ -293,6 +289,11 @@ struct Pipeline {
         case .recreate, .unsign: dueAgain(Date())
         case .fail, .cancel, .succeed, .sign, .prepare: break
         }
+        report(outcome, of: job)
+    }
+
+    /// The metrics and the log line of an outcome written for `job`.
+    private func report(_ outcome: StageOutcome, of job: Job) {
         let fields = WorkerLog.Fields(job: job.id, stage: job.stage.rawValue, task: job.taskId, tx: job.txHash?.hex)
         observe(outcome, of: job)
         switch outcome {

@@ -128,9 +128,12 @@ struct Prune: ParsableCommand {
     @Flag(help: "Keep the jobs' rows, history and transactions; delete only their result files.") var keepHistory = false
     @Option(help: "Jobs (or result files) per batch; each batch is its own short transaction.") var batch = 1000
 
+    /// A duration such as 90s, 30m, 12h or 7d, in seconds (at most ten years); `wait` reads its
+    /// timeout the same way.
     static func seconds(_ text: String) throws -> Double {
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
-        guard let unit = text.last.flatMap({ units[$0] }), let value = Double(text.dropLast()), value >= 0, value.isFinite else {
+        guard let unit = text.last.flatMap({ units[$0] }), let value = Double(text.dropLast()), value >= 0, value.isFinite,
+              value * unit <= 315_360_000 else {
             throw ValidationError("\(text) is not a duration such as 90s, 30m, 12h or 7d")
         }
         return value * unit

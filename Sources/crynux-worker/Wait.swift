@@ -16,7 +16,7 @@ struct Wait: ParsableCommand {
               crynux-worker wait 42 --timeout 30m --json
             """)
     @OptionGroup var database: DatabaseOptions
-    @Option(help: "How long to wait: seconds, or a number with s, m or h (e.g. 90s, 10m, 2h).", transform: parseDuration)
+    @Option(help: "How long to wait: a number and a unit (90s, 10m, 2h, 1d).", transform: Prune.seconds)
     var timeout: Double = 600
     @Flag(help: "One JSON array of {id, status, kind, results, last_error} instead of lines.") var json = false
     @Argument(help: "Job ids.") var ids: [Int64]
@@ -69,17 +69,6 @@ struct Wait: ParsableCommand {
         if statuses.contains(JobStatus.failed.rawValue) { throw ExitCode(Self.failedExit) }
         if statuses.contains(JobStatus.cancelled.rawValue) { throw ExitCode(Self.cancelledExit) }
     }
-}
-
-/// "90", "90s", "10m", "2h" → seconds.
-func parseDuration(_ text: String) throws -> Double {
-    let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
-    var number = Substring(text), scale = 1.0
-    if let last = text.last, let unit = units[last] { number = text.dropLast(); scale = unit }
-    guard let value = Double(number), value.isFinite, value >= 0, value * scale <= 315_360_000 else {
-        throw ValidationError("\"\(text)\" is not a duration: seconds, or a number with s, m or h (e.g. 90s, 10m, 2h)")
-    }
-    return value * scale
 }
 
 private func formatSeconds(_ seconds: Double) -> String {
