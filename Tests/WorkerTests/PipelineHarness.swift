@@ -90,6 +90,30 @@ struct PipelineHarness {
 
     func chainNonce(of wallet: Address? = nil) throws -> UInt64 { try rpc.getTransactionCount(wallet ?? key.address, block: .latest) }
 
+    /// For a failure message: each job with more than one stored transaction, its transactions, its history and
+    /// its log lines.
+    func historyOfJobsWithSeveralTransactions(logs: String) throws -> String {
+        let db = try db()
+        let ids = try db.query("SELECT job_id FROM crynux.job_transactions GROUP BY job_id HAVING count(*) > 1 ORDER BY job_id")
+            .map { try $0.get(0, as: Int64.self) }
+        var text = ""
+        for id in ids {
+            text += "job \(id):\n"
+            let columns = "purpose || ' nonce ' || nonce || ' price ' || gas_price_wei || ' sent ' || send_count || ' block ' || coalesce(mined_block::text, '-') || ' ok ' || coalesce(mined_status::text, '-') || ' signed ' || signed_at"
+            for row in try db.query("SELECT \(columns) FROM crynux.job_transactions WHERE job_id = $1 ORDER BY signed_at", [id]) {
+                text += "  tx \(try row.get(0, as: String.self))\n"
+            }
+            let event = "at || ' ' || to_status || '/' || to_stage || ' ' || coalesce(worker, '') || ' ' || detail"
+            for row in try db.query("SELECT \(event) FROM crynux.job_events WHERE job_id = $1 ORDER BY id", [id]) {
+                text += "  event \(try row.get(0, as: String.self))\n"
+            }
+            for line in logs.split(separator: "\n") where line.contains("job=\(id) ") || line.hasSuffix("job=\(id)") || line.contains("\"job\":\(id),") {
+                text += "  log \(line)\n"
+            }
+        }
+        return text
+    }
+
     /// The reasons of every TaskAborted event on the chain.
     func abortReasons() throws -> [String] {
         let filter = LogFilter(fromBlock: .earliest, toBlock: .latest, address: Address(hex: devnet.taskContract),
