@@ -56,14 +56,18 @@ struct CreateStage {
         // and costs its gas, so the free nodes are the room. The store counts our createTasks not
         // yet mined, across every worker and wallet, under one lock.
         let queue = try context.network.admissionState(for: request)
-        guard queue.size < queue.limit else {
+        // Era D: the last tenth of the queue is left to other creators. A task that arrives at a
+        // full queue evicts the cheapest queued one, fee lost; filled by us to the last slot, the
+        // queue makes every other creator's next task (signed before our reading) evict one of ours.
+        let limit = hydrogen ? queue.limit : queue.limit - queue.limit / 10
+        guard queue.size < limit else {
             return hydrogen ? waitForNodes(job, "the free nodes can start no such task", context) : .wait(after: config.admissionRetry)
         }
         // The store decides under its lock when signing; asking it first spares a backlog the
         // gas estimate (the node's costliest answer) of every create that would be refused.
         if queue.limit != .max {
             let counts = try context.admissionCounts(queue.readBlock, queue.sdWeight)
-            if counts.onTheWay >= Int64(clamping: queue.limit - queue.size) {
+            if counts.onTheWay >= Int64(clamping: limit - queue.size) {
                 if hydrogen {
                     return waitForNodes(job, "the free nodes can start \(queue.limit) such task(s) and our createTasks on their way may take \(counts.onTheWay)", context)
                 }
@@ -118,7 +122,7 @@ struct CreateStage {
         }
         var draft = context.draft(.createTask, call, gasLimit: gasLimit, gasPrice: price, tip: tip,
                                   admission: queue.limit == .max ? nil
-                                      : Admission(room: queue.limit - queue.size, readBlock: queue.readBlock, sdWeight: queue.sdWeight))
+                                      : Admission(room: limit - queue.size, readBlock: queue.readBlock, sdWeight: queue.sdWeight))
         if let token = conditions.token {
             draft.tokenStanding = (min(token.balance, token.allowance), job.feeWeiOverride ?? config.tokenTaskFeeWei)
         }

@@ -32,6 +32,17 @@ public struct Devnet: Sendable {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     }
 
+    /// The shared era-D network's TaskQueue is one resource, as on the real network: two tests
+    /// that each keep it near full (each with its own database, so neither counts the other's
+    /// createTasks on their way) evict each other's tasks. Such tests fill it one at a time.
+    public static func fillingTheSharedQueue<T>(_ body: () throws -> T) rethrows -> T {
+        sharedQueue.lock()
+        defer { sharedQueue.unlock() }
+        return try body()
+    }
+
+    private static let sharedQueue = NSLock()
+
     /// The network scripts/test started (CRYNUX_DEVNET_FILE); fails loudly when there is none.
     public static func shared() throws -> Devnet {
         guard let file = ProcessInfo.processInfo.environment["CRYNUX_DEVNET_FILE"], !file.isEmpty else {

@@ -11,6 +11,10 @@ import Testing
 @Suite("A worker outlives its database (end to end)", .serialized)
 struct DatabaseOutageEndToEndTests {
     @Test func workersRideOutRestartsAndTerminatedConnections() throws {
+        try Devnet.fillingTheSharedQueue { try rideOutRestartsAndTerminatedConnections() }
+    }
+
+    private func rideOutRestartsAndTerminatedConnections() throws {
         let devnet = try Devnet.shared()
         let cluster = try TestCluster.start()
         defer { cluster.destroy() }

@@ -16,7 +16,7 @@ struct PipelineTests {
         for i in 0..<20 {
             try JobStore.submit(db, JobSubmission(kind: "gpt", taskArgs: PipelineHarness.gptArgs("question \(i): what is \(i) + \(i)?")))
         }
-        let logs = try harness.runWorkersUntilIdle(count: 3, timeout: 300)
+        let logs = try Devnet.fillingTheSharedQueue { try harness.runWorkersUntilIdle(count: 3, timeout: 300) }
 
         let jobs = try harness.jobs()
         #expect(jobs.count == 80)
