@@ -16,7 +16,7 @@ extension JobStore {
         var alone = observed.isEmpty
         if case .succeed(let files, _) = outcome, !files.isEmpty { alone = false }
         if outcome.facts?.touchesRelayTasks == true { alone = false }
-        return alone ? try applying(db) : try db.transaction(applying)
+        return alone || db.isInTransaction ? try applying(db) : try db.transaction(applying)
 
         func applying(_ db: PostgresConnection) throws -> Bool {
             let update: JobUpdate
@@ -60,6 +60,18 @@ extension JobStore {
             }
             try recordObservations(db, observed)
             return true
+        }
+    }
+
+    /// Applies a `.prepare` and reads back what the stage goes on from, the job and its Relay
+    /// tasks, in the same transaction: one commit where the write and two reads made three.
+    /// nil: the lease is gone and nothing was written.
+    public static func applyPrepare(_ db: PostgresConnection, _ outcome: StageOutcome, to job: Job,
+                                    worker: String) throws -> (job: Job, relayTasks: [RelayTaskRecord])? {
+        guard case .prepare = outcome else { throw PostgresError(.usage, "applyPrepare takes a .prepare outcome") }
+        return try db.transaction { db in
+            guard try apply(db, outcome, to: job, worker: worker), let stored = try self.job(db, id: job.id) else { return nil }
+            return (stored, try relayTasks(db, jobId: job.id))
         }
     }
 

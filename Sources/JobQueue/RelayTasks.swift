@@ -130,11 +130,17 @@ public struct RelayTaskChange: Sendable, Equatable {
 extension JobStore {
     /// The job's Relay tasks, oldest attempt first, its task before its group's members.
     public static func relayTasks(_ db: PostgresConnection, jobId: Int64) throws -> [RelayTaskRecord] {
-        try db.query("""
+        try relayTasks(db, jobIds: [jobId])[jobId] ?? []
+    }
+
+    /// The Relay tasks of several jobs in one statement (the jobs of a claim), by job.
+    public static func relayTasks(_ db: PostgresConnection, jobIds: [Int64]) throws -> [Int64: [RelayTaskRecord]] {
+        let records = try db.query("""
             SELECT r.*, (SELECT string_agg(encode(convert_to(m, 'UTF8'), 'hex'), ',' ORDER BY o) FROM unnest(r.model_ids) WITH ORDINALITY AS u(m, o))
                 AS model_ids_hex
-            FROM crynux.relay_tasks r WHERE r.job_id = $1 ORDER BY r.attempt, r.member
-            """, [jobId]).map(RelayTaskRecord.init)
+            FROM crynux.relay_tasks r WHERE r.job_id = ANY($1::bigint[]) ORDER BY r.job_id, r.attempt, r.member
+            """, ["{" + jobIds.map(String.init).joined(separator: ",") + "}"]).map(RelayTaskRecord.init)
+        return Dictionary(grouping: records, by: \.jobId)
     }
 
     /// Inserts prepared tasks (a row already there is left as it is: the same commitment is the

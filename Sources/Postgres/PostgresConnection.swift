@@ -255,6 +255,9 @@ public final class PostgresConnection {
 
     // MARK: Transactions
 
+    /// Whether a `transaction` body is running on this session.
+    public var isInTransaction: Bool { inTransaction }
+
     /// Runs `body` inside BEGIN/COMMIT; rolls back and rethrows when `body` throws.
     @discardableResult
     public func transaction<T>(_ body: (PostgresConnection) throws -> T) throws -> T {

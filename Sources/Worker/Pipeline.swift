@@ -109,10 +109,15 @@ struct Pipeline {
     /// Runs what one claim returned: due polls as one batch, then the rest closest to done first.
     func run(_ db: PostgresConnection, _ jobs: [Job], stopping: () -> Bool) {
         if case .lithium(let relays) = backend {
-            // Each Lithium task is its own request: no batch to share.
+            // Each Lithium task is its own request: no batch to share, but the claimed jobs'
+            // Relay tasks are read in one statement (as fresh as the claimed rows: only the
+            // lease holder writes them).
+            var read: [Int64: [RelayTaskRecord]]?
+            guarding(db, jobs) { read = try JobStore.relayTasks(db, jobIds: jobs.map(\.id)) }
+            guard let tasks = read else { return }  // the leases run out, as after any database failure
             for job in jobs.sorted(by: { $0.stage.claimRank > $1.stage.claimRank }) {
                 if stopping() { break }
-                guarding(db, [job]) { try lithiumStep(db, job, relays) }
+                guarding(db, [job]) { try lithiumStep(db, job, relays, tasks: tasks[job.id] ?? []) }
             }
             return
         }
@@ -193,20 +198,38 @@ struct Pipeline {
 
     /// Decides and applies until the job's outcome is more than "store this first" (at most a
     /// few times: prepare a task, send it; prove, validate).
-    func lithiumStep(_ db: PostgresConnection, _ job: Job, _ relays: [Address: any LithiumRelay]) throws {
+    /// `tasks`: the job's Relay tasks as read with its claim, used until a stage changes them.
+    func lithiumStep(_ db: PostgresConnection, _ job: Job, _ relays: [Address: any LithiumRelay], tasks: [RelayTaskRecord]? = nil) throws {
         var job = job
+        var tasks = tasks
         for _ in 0..<8 {
             let wallet = wallet(for: job)
             guard let relay = relays[wallet.address] else { throw WorkerError("no Relay client for wallet \(wallet.address.checksummed)") }
-            let context = LithiumContext(relay: relay, config: config, wallet: wallet, tasks: try JobStore.relayTasks(db, jobId: job.id))
+            let current = try tasks ?? JobStore.relayTasks(db, jobId: job.id)
+            let context = LithiumContext(relay: relay, config: config, wallet: wallet, tasks: current)
             let outcome = try jobsOwnFailure({ try decide(job, context) }, else: { context.retryLater(job, after: $0) })
+            // An advance that goes on leaves the Relay tasks as they were (it changes none).
             if let next = try continuing(db, outcome, job) {
                 job = next
+                tasks = current
                 continue
             }
-            guard try applyWithinBudgets(db, outcome, to: job, observed: Observations()), case .prepare = outcome else { return }
-            guard let reloaded = try JobStore.job(db, id: job.id), reloaded.leaseToken == job.leaseToken else { throw LeaseLost() }
-            job = reloaded
+            guard case .prepare = outcome else {
+                try applyWithinBudgets(db, outcome, to: job, observed: Observations())
+                return
+            }
+            // Stored first, then sent: the stage goes on from the stored row and tasks.
+            let stored: (job: Job, relayTasks: [RelayTaskRecord])?
+            do {
+                stored = try JobStore.applyPrepare(db, outcome, to: job, worker: worker)
+            } catch let exceeded as BudgetExceeded {
+                try apply(db, budgetWait(exceeded), to: job, observed: Observations())
+                return
+            }
+            guard let stored, stored.job.leaseToken == job.leaseToken else { throw LeaseLost() }
+            report(outcome, of: job)
+            job = stored.job
+            tasks = stored.relayTasks
         }
     }
 

@@ -357,6 +357,25 @@ struct LithiumStageTests {
         #expect(h.relay.funds == (1000 - 4) * Self.cnx, "two refunds")
     }
 
+    /// The Relay tasks of a claim's jobs are read in one statement: each job still decides on
+    /// its own tasks (one task ready, two queued: only its job moves on).
+    @Test func theJobsOfOneClaimEachDecideOnTheirOwnRelayTasks() throws {
+        let h = try LithiumHarness()
+        let seed = try h.seed(selecting: false)
+        h.relay.script { $0.seeds = [seed, seed, seed] }
+        let ids = try (1...3).map { _ in try h.submit() }
+        _ = try h.runOnce(ids[0])
+        let tasks = try ids.map { try h.tasks($0) }
+        #expect(tasks.allSatisfy { $0.count == 1 && $0[0].createdAt != nil }, "one created task each")
+        #expect(try JobStore.relayTasks(h.db, jobIds: ids + [-1]) == Dictionary(uniqueKeysWithValues: zip(ids, tasks)))
+        h.relay.script { $0.tasks[tasks[1][0].commitment]?.status = .scoreReady }
+        _ = try h.runOnce(ids[0])
+        #expect(try ids.map { try h.job($0).stage } == [.poll, .validate, .poll])
+        _ = try h.runOnce(ids[0])
+        #expect(try ids.map { try h.job($0).stage } == [.poll, .poll, .poll], "validated")
+        #expect(h.relay.read { $0.validations } == [[tasks[1][0].commitment]])
+    }
+
     @Test func aTaskTheRelayForgetsIsNeverPaidForAgainByItself() throws {
         let h = try LithiumHarness()
         let id = try h.submit()
