@@ -198,20 +198,18 @@ struct Pipeline {
 
     /// Decides and applies until the job's outcome is more than "store this first" (at most a
     /// few times: prepare a task, send it; prove, validate).
-    /// `tasks`: the job's Relay tasks as read with its claim, used until a stage changes them.
-    func lithiumStep(_ db: PostgresConnection, _ job: Job, _ relays: [Address: any LithiumRelay], tasks: [RelayTaskRecord]? = nil) throws {
+    /// `tasks`: the job's Relay tasks as read with its claim; a prepare reads them back with its write.
+    func lithiumStep(_ db: PostgresConnection, _ job: Job, _ relays: [Address: any LithiumRelay], tasks: [RelayTaskRecord]) throws {
         var job = job
         var tasks = tasks
         for _ in 0..<8 {
             let wallet = wallet(for: job)
             guard let relay = relays[wallet.address] else { throw WorkerError("no Relay client for wallet \(wallet.address.checksummed)") }
-            let current = try tasks ?? JobStore.relayTasks(db, jobId: job.id)
-            let context = LithiumContext(relay: relay, config: config, wallet: wallet, tasks: current)
+            let context = LithiumContext(relay: relay, config: config, wallet: wallet, tasks: tasks)
             let outcome = try jobsOwnFailure({ try decide(job, context) }, else: { context.retryLater(job, after: $0) })
             // An advance that goes on leaves the Relay tasks as they were (it changes none).
             if let next = try continuing(db, outcome, job) {
                 job = next
-                tasks = current
                 continue
             }
             guard case .prepare = outcome else {
@@ -226,7 +224,7 @@ struct Pipeline {
                 try apply(db, budgetWait(exceeded), to: job, observed: Observations())
                 return
             }
-            guard let stored, stored.job.leaseToken == job.leaseToken else { throw LeaseLost() }
+            guard let stored else { throw LeaseLost() }
             report(outcome, of: job)
             job = stored.job
             tasks = stored.relayTasks
